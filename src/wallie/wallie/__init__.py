@@ -1,0 +1,1 @@
+"""Wallie bringup: launch, parameters, manager, metrics and the wallie CLI."""

@@ -1,0 +1,108 @@
+"""The shutdown-safe main loop shared by every Wallie node executable.
+
+rclpy's default signal handling races with node destruction on the PyPI wheels (nodes hung
+at 100 % CPU in destroy_node, see DESIGN.md §3). Here SIGINT/SIGTERM only set a flag; the
+loop notices it, then tears down in a fixed order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Callable
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
+
+OFFLINE_ENV = {
+    # Model libraries must never reach a hub or send telemetry (privacy by default).
+    'HF_HUB_OFFLINE': '1',
+    'TRANSFORMERS_OFFLINE': '1',
+    'HF_DATASETS_OFFLINE': '1',
+    'HF_HUB_DISABLE_TELEMETRY': '1',
+    'DO_NOT_TRACK': '1',
+    'VLLM_NO_USAGE_STATS': '1',
+    'COQUI_TOS_AGREED': '1',
+}
+ROS_PRIVACY_ENV = {
+    'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+}
+
+
+def apply_privacy_env(environ: dict | None = None) -> None:
+    """Force offline model libraries and localhost-only discovery unless the user chose."""
+    env = os.environ if environ is None else environ
+    for key, value in OFFLINE_ENV.items():
+        env[key] = value
+    for key, value in ROS_PRIVACY_ENV.items():
+        env.setdefault(key, value)
+
+
+def run_node(factory: Callable[[], object], args: list[str] | None = None,
+             threads: int = 4) -> int:
+    """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly."""
+    apply_privacy_env()
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        stop.set()
+
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    node = factory()
+    executor = MultiThreadedExecutor(num_threads=threads)
+    executor.add_node(node)
+    code = 0
+    try:
+        if _autostart(node):
+            _bring_up(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.05)
+    except Exception as exc:  # log, then fall through to the orderly teardown
+        node.get_logger().fatal(f'unhandled exception: {exc!r}')
+        code = 1
+    finally:
+        _shutdown_lifecycle(node)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+def _autostart(node) -> bool:
+    try:
+        return bool(node.get_parameter('autostart').value)
+    except Exception:
+        return False
+
+
+def _bring_up(node) -> None:
+    log = node.get_logger()
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        log.error('autostart: configure failed; staying unconfigured (retry via lifecycle)')
+        return
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        log.error('autostart: activate failed')
+
+
+def _shutdown_lifecycle(node) -> None:
+    """Run the node's own shutdown transition so engines release their resources."""
+    trigger = getattr(node, 'trigger_shutdown', None)
+    if trigger is None:
+        return
+    try:
+        trigger()
+    except Exception:  # already finalized, or invalid from the current state
+        pass
+
+
+def main_for(factory: Callable[[], object]) -> Callable[[list[str] | None], None]:
+    """Build a console-script `main` for a node class."""
+    def main(args: list[str] | None = None) -> None:
+        sys.exit(run_node(factory, args))
+    return main
