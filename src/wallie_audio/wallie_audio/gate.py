@@ -1,0 +1,437 @@
+"""The voice gate engine: VAD + wake word + endpointing + barge-in on 32 ms blocks.
+
+Pure Python (no ROS). The node feeds microphone blocks (`process`), playback reference
+(`playback`), transcripts (`on_transcript`) and push-to-talk / listen requests, and
+publishes the returned outputs. Everything is on the capture clock (ns).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Union
+
+import numpy as np
+
+from wallie_audio.echo import EchoCanceller, EchoConfig, EchoInfo
+from wallie_audio.endpoint import EndpointConfig, Endpointer, Kind
+from wallie_audio.ring import AudioRing
+from wallie_audio.vad import Vad
+from wallie_audio.wake import NoWake, TranscriptWake, WakeEngine
+
+RATE = 16000
+BLOCK = 512
+BLOCK_NS = BLOCK * 1_000_000_000 // RATE
+MS = 1_000_000
+ECHO_MODES = ('suppress', 'half_duplex', 'off')
+
+# VoiceActivity event names (the node maps them to the message constants)
+SPEECH_START = 'speech_start'
+SPEECH_PROBABLY_ENDED = 'speech_probably_ended'
+SPEECH_RESUMED = 'speech_resumed'
+END_OF_TURN = 'end_of_turn'
+TURN_DISCARDED = 'turn_discarded'
+BARGE_IN = 'barge_in'
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    pre_roll_ms: int = 300           # audio before the speech start sent with the first piece
+    piece_ms: int = 160              # utterance audio is streamed in pieces of this length
+    listen_timeout_ms: int = 5000    # after a wake word / push-to-talk: wait this long for speech
+    followup_ms: int = 5000          # after a reply: next turn needs no wake word (0 = off)
+    echo_mode: str = 'suppress'      # suppress | half_duplex | off
+    barge_in: bool = True            # user speech during playback interrupts the reply
+    barge_threshold: float = 0.6     # VAD probability needed on the echo-cancelled signal
+    barge_min_speech_ms: int = 192   # qualifying speech needed to raise the interrupt
+    barge_min_excess_db: float = 10.0  # residual above the echo-only expectation (dB)
+    echo_holdoff_ms: int = 400       # no barge-in before the echo path is locked / this long
+    playback_tail_ms: int = 300      # playback counts as "speaking" this long after it ends
+    ring_seconds: float = 60.0       # microphone RAM ring length (<= 600)
+    wake_phrase: str = ''            # transcript wake mode: phrase ASR must find
+
+    def __post_init__(self) -> None:
+        if self.echo_mode not in ECHO_MODES:
+            raise ValueError(f'echo_mode must be one of {ECHO_MODES}')
+
+
+@dataclass(frozen=True)
+class ActivityOut:
+    kind: str
+    turn_id: str
+    stamp_ns: int
+    probability: float = 0.0
+    speech_start_ns: int = 0
+    speech_end_ns: int = 0
+    reason: str = ''
+
+
+@dataclass(frozen=True)
+class WakeOut:
+    keyword: str
+    engine: str
+    score: float
+    turn_id: str
+    stamp_ns: int
+
+
+@dataclass(frozen=True)
+class PieceOut:
+    turn_id: str
+    seq: int
+    samples: np.ndarray              # int16 mono
+    stamp_ns: int                    # capture time of the first sample
+    is_final: bool = False
+    discarded: bool = False
+    wake_phrase: str = ''
+    speech_start_ns: int = 0
+    speech_end_ns: int = 0
+
+
+@dataclass(frozen=True)
+class InterruptOut:
+    turn_id: str                     # the reply being interrupted ('' = whatever is current)
+    stamp_ns: int
+    reason: str = 'barge_in'         # barge_in | new_wake
+
+
+@dataclass(frozen=True)
+class StampOut:
+    turn_id: str
+    stage: str                       # StageStamp constant value
+    stamp_ns: int
+
+
+Output = Union[ActivityOut, WakeOut, PieceOut, InterruptOut, StampOut]
+
+
+def new_turn_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass
+class _Turn:
+    turn_id: str
+    reason: str                      # wake | always | followup | service | listen | barge_in
+    floor_no: int                    # earliest ring block the pre-roll may use
+    deadline_ns: int = 0             # armed: give up waiting for speech after this
+    wake_phrase: str = ''
+    in_speech: bool = False
+    next_no: int = 0                 # next ring block to stream
+    seq: int = 0
+    speech_start_ns: int = 0
+
+
+@dataclass
+class GateStats:
+    blocks: int = 0
+    speech_blocks: int = 0
+    wakes: int = 0
+    turns: int = 0
+    discarded: int = 0
+    barge_ins: int = 0
+    echo_locked: bool = False
+    echo_delay_ms: float = float('nan')
+    echo_erle_db: float = 0.0
+
+
+class VoiceGate:
+    """Turn-taking logic around VAD, wake word, endpointer, echo canceller and RAM ring."""
+
+    def __init__(self, config: GateConfig, vad: Vad, wake: WakeEngine | None = None,
+                 echo: EchoCanceller | None = None) -> None:
+        self.config = config
+        self.vad = vad
+        self.wake: WakeEngine = wake or NoWake()
+        self.echo = echo or EchoCanceller(EchoConfig())
+        self.endpointer = Endpointer(config.endpoint)
+        self.ring = AudioRing(config.ring_seconds, RATE, BLOCK)
+        self.stats = GateStats()
+        self._turn: _Turn | None = None
+        self._accepted_end_ns = 0            # end of the last accepted turn (follow-up)
+        self._pending_accept: dict[str, int] = {}  # transcript mode: turn -> end stamp
+        self._reply_turn = ''                # stream id of the reply being played
+        self._speaking_since_ns = 0
+        self._barge_count = 0
+        self._barge_start_ns = 0
+        self._barge_voiced = 0
+        self._last_prob = 0.0
+        self._ptt = False
+
+    # -- configuration ---------------------------------------------------------------
+    def reconfigure(self, config: GateConfig) -> None:
+        """Apply new parameters live (the current turn continues)."""
+        self.config = config
+        self.endpointer.reconfigure(config.endpoint)
+        if config.ring_seconds != self.ring.seconds:
+            old = self.ring
+            self.ring = AudioRing(config.ring_seconds, RATE, BLOCK)
+            self.ring.next_no = old.next_no
+
+    def set_wake(self, wake: WakeEngine) -> None:
+        self.wake = wake
+
+    @property
+    def needs_wake(self) -> bool:
+        return bool(getattr(self.wake, 'acoustic', False))
+
+    @property
+    def turn_id(self) -> str:
+        return self._turn.turn_id if self._turn else ''
+
+    @property
+    def in_turn(self) -> bool:
+        return self._turn is not None and self._turn.in_speech
+
+    # -- inputs ----------------------------------------------------------------------
+    def playback(self, samples16k: np.ndarray, stamp_ns: int, stream_id: str) -> None:
+        """A reference block (float32 mono 16 kHz) that becomes audible at `stamp_ns`."""
+        if not self._speaking(stamp_ns):
+            self._speaking_since_ns = stamp_ns
+        self.echo.timeline.write(samples16k, stamp_ns)
+        if stream_id:
+            self._reply_turn = stream_id
+
+    def _speaking(self, stamp_ns: int) -> bool:
+        last = self.echo.timeline.last_write_ns
+        return last > 0 and stamp_ns < last + self.config.playback_tail_ms * MS
+
+    def open_turn(self, reason: str, now_ns: int, turn_id: str = '') -> tuple[str, list[Output]]:
+        """Arm a turn without a wake word (push-to-talk, listen action)."""
+        out: list[Output] = []
+        if self._turn is not None and self._turn.in_speech:
+            return self._turn.turn_id, out
+        tid = turn_id or new_turn_id()
+        self._turn = _Turn(tid, reason, floor_no=self.ring.next_no,
+                           deadline_ns=now_ns + self.config.listen_timeout_ms * MS)
+        self.endpointer.reset()
+        out.append(WakeOut(reason, 'service', 1.0, tid, now_ns))
+        return tid, out
+
+    def push_to_talk(self, on: bool, now_ns: int) -> tuple[str, list[Output]]:
+        """Push-to-talk pressed (open a turn) or released (end it now)."""
+        self._ptt = on
+        if on:
+            return self.open_turn('service', now_ns)
+        out: list[Output] = []
+        if self._turn is None:
+            return '', out
+        tid = self._turn.turn_id
+        ev = self.endpointer.finish_now(now_ns, 'push_to_talk')
+        if ev is None or not self._turn.in_speech:
+            out += self._discard(now_ns, 'push-to-talk released before speech')
+        elif ev.kind is Kind.END:
+            out += self._end(ev.stamp_ns, ev.speech_end_ns, ev.probability)
+        else:
+            out += self._discard(now_ns, ev.reason)
+        return tid, out
+
+    def on_transcript(self, turn_id: str, text: str, is_final: bool,
+                      now_ns: int) -> list[Output]:
+        """Transcript wake mode: a final that contains the phrase accepts the turn."""
+        out: list[Output] = []
+        if not is_final or turn_id not in self._pending_accept:
+            return out
+        end_ns = self._pending_accept.pop(turn_id)
+        if isinstance(self.wake, TranscriptWake) and self.wake.matches(text):
+            self._accepted_end_ns = max(self._accepted_end_ns, end_ns)
+            self.stats.wakes += 1
+            out.append(WakeOut(self.wake.phrase.replace(' ', '_'), 'transcript', 1.0,
+                               turn_id, now_ns))
+        return out
+
+    # -- the block loop --------------------------------------------------------------
+    def process(self, block: np.ndarray, stamp_ns: int) -> list[Output]:
+        """One float32 mono 16 kHz block of BLOCK samples captured at `stamp_ns`."""
+        c = self.config
+        out: list[Output] = []
+        self.stats.blocks += 1
+        speaking = self._speaking(stamp_ns)
+        info = EchoInfo()
+        x = block
+        if speaking and c.echo_mode == 'suppress':
+            x, info = self.echo.process(block, stamp_ns)
+            self.stats.echo_locked = self.echo.delay >= 0
+            self.stats.echo_delay_ms = info.delay_ms
+            self.stats.echo_erle_db = info.erle_avg_db
+        elif not speaking and c.echo_mode == 'suppress':
+            self.echo.process(block, stamp_ns)      # keeps noise floor / history current
+        self.ring.push((np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16), stamp_ns)
+        half_duplex_mute = speaking and c.echo_mode == 'half_duplex' and not self.in_turn
+        prob = 0.0 if half_duplex_mute else self.vad.prob(x)
+        self._last_prob = prob
+        if prob >= c.endpoint.threshold:
+            self.stats.speech_blocks += 1
+
+        # wake word (only while idle: not speaking, no turn in speech)
+        if self.needs_wake and not speaking and not self.in_turn and not self._ptt:
+            hit = self.wake.process(x)
+            if hit is not None:
+                self.stats.wakes += 1
+                tid = new_turn_id()
+                self._turn = _Turn(tid, 'wake', floor_no=self.ring.next_no,
+                                   deadline_ns=stamp_ns + c.listen_timeout_ms * MS)
+                self.endpointer.reset()
+                out.append(WakeOut(hit.keyword, hit.engine, hit.score, tid, stamp_ns))
+                return out
+
+        # barge-in while the reply plays
+        if speaking and not self.in_turn:
+            out += self._barge(prob, info, stamp_ns)
+            if not self.in_turn:
+                self.endpointer.reset()
+                out += self._check_timeout(stamp_ns)
+                return out
+
+        for ev in self.endpointer.step(prob, stamp_ns, BLOCK_NS):
+            if ev.kind is Kind.START:
+                out += self._start(ev.speech_start_ns, ev.stamp_ns, ev.probability)
+            elif self._turn is None or not self._turn.in_speech:
+                continue
+            elif ev.kind is Kind.PROBABLY_ENDED:
+                out += self._stream(force=True)
+                out.append(ActivityOut(SPEECH_PROBABLY_ENDED, self._turn.turn_id, ev.stamp_ns,
+                                       ev.probability, ev.speech_start_ns, ev.speech_end_ns))
+            elif ev.kind is Kind.RESUMED:
+                out.append(ActivityOut(SPEECH_RESUMED, self._turn.turn_id, ev.stamp_ns,
+                                       ev.probability, ev.speech_start_ns))
+            elif ev.kind is Kind.END:
+                out += self._end(ev.stamp_ns, ev.speech_end_ns, ev.probability, ev.reason)
+            elif ev.kind is Kind.DISCARD:
+                out += self._discard(ev.stamp_ns, ev.reason)
+        if self.in_turn:
+            out += self._stream(force=False)
+        out += self._check_timeout(stamp_ns)
+        return out
+
+    # -- helpers ---------------------------------------------------------------------
+    def _followup_open(self, stamp_ns: int) -> bool:
+        c = self.config
+        if c.followup_ms <= 0 or self._accepted_end_ns <= 0:
+            return False
+        since = max(self._accepted_end_ns, self.echo.timeline.last_write_ns)
+        return stamp_ns <= since + c.followup_ms * MS
+
+    def _start(self, speech_start_ns: int, now_ns: int, prob: float,
+               reason: str = '') -> list[Output]:
+        c = self.config
+        turn = self._turn
+        phrase = ''
+        if turn is None:
+            if self.needs_wake and not self._followup_open(now_ns):
+                return []
+            if isinstance(self.wake, TranscriptWake) and not self._followup_open(now_ns):
+                phrase = self.wake.phrase
+            why = reason or ('followup' if self._followup_open(now_ns) else 'always')
+            turn = _Turn(new_turn_id(), why, floor_no=self.ring.oldest_no)
+            self._turn = turn
+        turn.in_speech = True
+        turn.wake_phrase = phrase
+        turn.speech_start_ns = speech_start_ns
+        pre_no = self.ring.block_at(speech_start_ns - c.pre_roll_ms * MS)
+        turn.next_no = max(pre_no, turn.floor_no, self.ring.oldest_no)
+        turn.seq = 0
+        self.stats.turns += 1
+        out: list[Output] = [ActivityOut(SPEECH_START, turn.turn_id, now_ns, prob,
+                                         speech_start_ns)]
+        out += self._stream(force=True)
+        return out
+
+    def _stream(self, force: bool, final: bool = False, discarded: bool = False,
+                speech_end_ns: int = 0) -> list[Output]:
+        turn = self._turn
+        if turn is None:
+            return []
+        pending = self.ring.next_no - turn.next_no
+        if not (force or final) and pending * BLOCK < self.config.piece_ms * RATE // 1000:
+            return []
+        if pending <= 0 and not final:
+            return []
+        samples, stamp = self.ring.read(turn.next_no)
+        turn.next_no = self.ring.next_no
+        piece = PieceOut(turn.turn_id, turn.seq, samples, stamp, final, discarded,
+                         turn.wake_phrase, turn.speech_start_ns, speech_end_ns)
+        turn.seq += 1
+        return [piece]
+
+    def _end(self, now_ns: int, speech_end_ns: int, prob: float,
+             reason: str = 'silence') -> list[Output]:
+        turn = self._turn
+        assert turn is not None
+        out = self._stream(force=True, final=True, speech_end_ns=speech_end_ns)
+        out.append(ActivityOut(END_OF_TURN, turn.turn_id, now_ns, prob, turn.speech_start_ns,
+                               speech_end_ns, reason))
+        out.append(StampOut(turn.turn_id, 'speech_end', speech_end_ns))
+        out.append(StampOut(turn.turn_id, 'endpoint', now_ns))
+        if turn.wake_phrase:
+            self._pending_accept[turn.turn_id] = now_ns
+            while len(self._pending_accept) > 16:
+                self._pending_accept.pop(next(iter(self._pending_accept)))
+        else:
+            self._accepted_end_ns = now_ns
+        self._turn = None
+        return out
+
+    def _discard(self, now_ns: int, reason: str) -> list[Output]:
+        turn = self._turn
+        if turn is None:
+            return []
+        out: list[Output] = []
+        self.stats.discarded += 1
+        if turn.in_speech:
+            out += self._stream(force=True, final=True, discarded=True)
+            out.append(ActivityOut(TURN_DISCARDED, turn.turn_id, now_ns, self._last_prob,
+                                   turn.speech_start_ns, reason=reason))
+            # a wake/service turn keeps listening until its deadline
+            if turn.reason in ('wake', 'service', 'listen') and now_ns < turn.deadline_ns:
+                self._turn = _Turn(new_turn_id(), turn.reason, floor_no=self.ring.next_no,
+                                   deadline_ns=turn.deadline_ns)
+                return out
+        else:
+            out.append(ActivityOut(TURN_DISCARDED, turn.turn_id, now_ns, self._last_prob,
+                                   reason=reason))
+        self._turn = None
+        return out
+
+    def _check_timeout(self, stamp_ns: int) -> list[Output]:
+        turn = self._turn
+        if turn is None or turn.in_speech or turn.deadline_ns <= 0 or self._ptt:
+            return []
+        if stamp_ns >= turn.deadline_ns:
+            return self._discard(stamp_ns, 'no speech after the wake word / listen request')
+        return []
+
+    def _barge(self, prob: float, info: EchoInfo, stamp_ns: int) -> list[Output]:
+        c = self.config
+        if not c.barge_in or c.echo_mode == 'half_duplex':
+            return []
+        qualifies = prob >= c.barge_threshold
+        if qualifies and c.echo_mode == 'suppress' and info.active:
+            if info.locked:
+                qualifies = info.excess_db >= c.barge_min_excess_db
+            else:
+                qualifies = stamp_ns - self._speaking_since_ns >= c.echo_holdoff_ms * MS
+        if qualifies:
+            if self._barge_count == 0:
+                self._barge_start_ns = stamp_ns
+                self._barge_voiced = 0
+            self._barge_count += 1
+            self._barge_voiced += BLOCK_NS
+        else:
+            self._barge_count = max(0, self._barge_count - 1)
+        need = math.ceil(c.barge_min_speech_ms * MS / BLOCK_NS)
+        if self._barge_count < max(1, need):
+            return []
+        self._barge_count = 0
+        self.stats.barge_ins += 1
+        reply = self._reply_turn
+        now = stamp_ns + BLOCK_NS
+        out: list[Output] = [InterruptOut(reply, now), StampOut(reply, 'interrupt', now)]
+        tid = new_turn_id()
+        self._turn = _Turn(tid, 'barge_in', floor_no=self.ring.oldest_no)
+        out.append(ActivityOut(BARGE_IN, tid, now, prob, self._barge_start_ns))
+        self.endpointer.force_speech(self._barge_start_ns, self._barge_voiced, now)
+        out += self._start(self._barge_start_ns, now, prob, 'barge_in')
+        return out

@@ -1,0 +1,157 @@
+"""player: plays reply audio (device / WAV file / null sink), publishes the playback
+reference and PlaybackEvents, flushes on interrupt."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rclpy.lifecycle import TransitionCallbackReturn
+
+from wallie_audio import config as C
+from wallie_audio.gate_node import _params
+from wallie_audio.playout import Playout, Report
+from wallie_audio.sinks import make_sink
+from wallie_common import timeutil
+from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
+from wallie_common.node_base import StageNode
+from wallie_common.qos import AUDIO_QOS, EVENT_QOS, REPLY_AUDIO_QOS
+from wallie_common.runtime import run_node
+from wallie_interfaces.msg import AudioFrame, Interrupt, PlaybackEvent
+
+EVENTS = {'first_audible': PlaybackEvent.FIRST_AUDIBLE, 'finished': PlaybackEvent.FINISHED,
+          'flushed': PlaybackEvent.FLUSHED}
+
+
+class PlayerNode(StageNode):
+    PARAMS = _params(C.PLAYER_SPECS)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('player', **kwargs)
+        self.playout: Playout | None = None
+        self._active = False
+        self._subs: list = []
+        self._ref_seq = 0
+        self._lock = threading.Lock()
+
+    def _make_playout(self) -> Playout:
+        p = self.params
+        sink = make_sink(p['sink'], p['device.name'], p['file_path'], p['rate'],
+                         p['latency_ms'] / 1000.0, p['realtime'])
+        return Playout(sink, p['block_ms'], p['stream_timeout_s'], self._on_report,
+                       self._on_reference)
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.playout = self._make_playout()
+        except Exception as exc:
+            self.get_logger().error(f'cannot open sink {self.params["sink"]}: {exc}')
+            self.diag.error(f'cannot open sink: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self.pub_ref = self.create_publisher(AudioFrame, 'audio/playback', AUDIO_QOS)
+        self.pub_evt = self.create_publisher(PlaybackEvent, 'playback/events', EVENT_QOS)
+        self._subs = [
+            self.create_subscription(AudioFrame, 'audio/out', self._on_audio, REPLY_AUDIO_QOS),
+            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS),
+        ]
+        self.diag.ok('configured', sink=self.params['sink'], rate=self.playout.sink.rate,
+                     latency_ms=f'{self.playout.sink.latency_s * 1e3:.1f}')
+        self.get_logger().info(f'player: sink={self.params["sink"]} '
+                               f'rate={self.playout.sink.rate}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._active = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._active = False
+        if self.playout is not None:
+            self.playout.flush('')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        self._active = False
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self._subs = []
+        if self.playout is not None:
+            self.playout.close()
+            self.playout = None
+
+    def on_params_changed(self, changed: dict[str, Any]) -> None:
+        if self.needs_reload(changed) and self.playout is not None:
+            threading.Thread(target=self._reload, daemon=True).start()
+        elif self.playout is not None and 'stream_timeout_s' in changed:
+            self.playout.stream_timeout_s = changed['stream_timeout_s']
+
+    def _reload(self) -> None:
+        try:
+            new = self._make_playout()
+        except Exception as exc:
+            self.get_logger().error(f'sink change failed, keeping the old one: {exc}')
+            self.diag.warn(f'sink change failed: {exc}')
+            return
+        old, self.playout = self.playout, new
+        if old is not None:
+            old.close()
+        self.get_logger().info(f'player: switched to sink={self.params["sink"]}')
+
+    # -- callbacks -------------------------------------------------------------------
+    def _on_audio(self, msg: AudioFrame) -> None:
+        if not self._active or self.playout is None:
+            return
+        try:
+            audio = frame_to_audio(msg)
+            x = audio.mono
+        except BadAudio as exc:
+            self.warn_throttled('bad_frame', f'rejected reply audio frame: {exc}')
+            self.diag.warn(f'rejected reply audio frame: {exc}')
+            return
+        ok = self.playout.enqueue(msg.stream_id, msg.segment, x, audio.sample_rate,
+                                  msg.end_of_segment, msg.end_of_stream)
+        if not ok:
+            self.diag.count('dropped_frames')
+
+    def _on_interrupt(self, msg: Interrupt) -> None:
+        if self.playout is not None:
+            self.playout.flush(msg.turn_id, timeutil.now_ns())
+
+    # -- from the playout thread ---------------------------------------------------------
+    def _on_reference(self, stream_id: str, block, audible_ns: int) -> None:
+        self._ref_seq += 1
+        m = audio_to_frame(block, 16000, audible_ns, seq=self._ref_seq, frame_id='player',
+                           stream_id=stream_id)
+        self.pub_ref.publish(m)
+
+    def _on_report(self, r: Report) -> None:
+        m = PlaybackEvent(event=EVENTS[r.event], turn_id=r.stream_id,
+                          played_s=float(r.played_s), segments_complete=r.segments_complete,
+                          segment_fraction=float(r.segment_fraction),
+                          flush_ms=float(r.flush_ms))
+        m.header.stamp = timeutil.to_msg(r.stamp_ns)
+        m.first_audible = timeutil.to_msg(r.first_audible_ns)
+        self.pub_evt.publish(m)
+        if r.event == 'first_audible':
+            self.publish_stamp(r.stream_id, 'first_audible', r.first_audible_ns)
+        elif r.event == 'flushed':
+            self.publish_stamp(r.stream_id, 'flushed', r.stamp_ns)
+            self.get_logger().info(f'flushed {r.stream_id!r} in {r.flush_ms:.1f} ms, heard '
+                                   f'{r.played_s:.2f} s')
+            self.diag.value('last_flush_ms', f'{r.flush_ms:.1f}')
+
+
+def main(args: list[str] | None = None) -> None:
+    raise SystemExit(run_node(PlayerNode, args))
+
+
+if __name__ == '__main__':
+    main()
