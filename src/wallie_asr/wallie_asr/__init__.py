@@ -1,0 +1,1 @@
+"""Wallie ASR: streaming faster-whisper speech recognition lifecycle node."""

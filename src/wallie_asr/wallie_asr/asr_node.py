@@ -1,0 +1,413 @@
+"""ASR lifecycle node `asr`: utterance audio in, partial / early-final / final transcripts out.
+
+Thin glue: parameters -> EngineConfig/StreamConfig, topics/QoS/lifecycle, and delegation to
+the engine (engine.py) and the turn logic (streaming.py). Callbacks only enqueue; the
+streamer's worker thread runs Whisper.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from typing import Any, Optional
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import State, TransitionCallbackReturn
+
+from wallie_asr.config import DEFAULT_FILLER_PHRASES, SAMPLE_RATE, EngineConfig, StreamConfig
+from wallie_asr.engine import (
+    COMPUTE_TYPES,
+    DEVICES,
+    EngineError,
+    WhisperEngine,
+    resample_to_16k,
+)
+from wallie_asr.streaming import EARLY, FINAL, PARTIAL, TranscriptEvent, TurnStreamer
+from wallie_common import params as P
+from wallie_common import timeutil
+from wallie_common.conversions import from_int16_field
+from wallie_common.model_store import ModelStoreError
+from wallie_common.node_base import StageNode
+from wallie_common.qos import EVENT_QOS, UTTERANCE_QOS, describe
+from wallie_interfaces.msg import Interrupt, StageStamp, Transcript, UtteranceAudio, VoiceActivity
+from wallie_interfaces.srv import Transcribe
+
+MAX_SERVICE_AUDIO_S = 60.0
+SERVICE_TIMEOUT_S = 30.0
+
+PARAMS = (
+    P.Param('asr.model', 'whisper-tiny.en', 'CTranslate2 Whisper model: a model store id '
+            '(whisper-tiny.en, whisper-base, ...) or a directory path.', reload=True),
+    P.Param('asr.device', 'auto', 'Inference device; auto = CUDA when available.',
+            choices=DEVICES, reload=True),
+    P.Param('asr.compute_type', 'auto', 'CTranslate2 compute type; auto = float16 on CUDA, '
+            'int8 on CPU. CUDA failures step down float16 -> int8_float16 -> int8 -> CPU int8.',
+            choices=COMPUTE_TYPES, reload=True),
+    P.Param('asr.cpu_threads', 0, 'CPU threads for inference (0 = all cores, at most 8).',
+            min=0, max=64, reload=True),
+    P.Param('asr.beam_size', 1, 'Beam size (1 = greedy, fastest).', min=1, max=10),
+    P.Param('asr.language', 'en', "Language code, or 'auto' to detect (multilingual models)."),
+    P.Param('asr.initial_prompt', '', 'Text given to Whisper as preceding context (style, '
+            'domain vocabulary).'),
+    P.Param('asr.hotwords', '', 'Words/phrases to bias recognition towards (names, jargon).'),
+    P.Param('asr.window_s', 15.0, 'Encoder window in seconds (Whisper: 30). Shorter is faster; '
+            'below ~10 s the decoder starts repeating itself.', min=5.0, max=30.0),
+    P.Param('asr.no_speech_threshold', 0.6, 'No-speech probability above which (with a low '
+            'log-prob) the audio counts as non-speech.', min=0.0, max=1.0),
+    P.Param('asr.log_prob_threshold', -1.0, 'Average log-prob below which a no-speech guess is '
+            'trusted.', min=-10.0, max=0.0),
+    P.Param('asr.min_avg_logprob', -1.5, 'Transcripts with a lower average log-prob are '
+            'dropped.', min=-10.0, max=0.0),
+    P.Param('asr.compression_ratio_threshold', 2.4, 'Transcripts more repetitive than this '
+            '(zlib ratio) are dropped.', min=1.0, max=10.0),
+    P.Param('asr.min_rms_dbfs', -60.0, 'Audio quieter than this RMS level is silence and not '
+            'decoded.', min=-120.0, max=0.0),
+    P.Param('asr.filler_phrases', list(DEFAULT_FILLER_PHRASES), 'Phrases Whisper makes up on '
+            'non-speech; dropped when the audio also looks like non-speech.'),
+    P.Param('asr.partials', True, 'Publish partial transcripts while the user speaks.'),
+    P.Param('asr.partial_interval_ms', 500, 'Minimum time between partials (a partial is '
+            'skipped while the worker is busy).', min=100, max=10000),
+    P.Param('asr.min_partial_audio_ms', 600, 'No partial before this much audio.',
+            min=100, max=30000),
+    P.Param('asr.early_final', True, 'Transcribe at SPEECH_PROBABLY_ENDED and reuse the result '
+            'as the final when no speech follows.'),
+    P.Param('asr.publish_empty_finals', True, 'End a turn without speech with an empty final '
+            'transcript (the LLM ignores it).'),
+    P.Param('asr.max_utterance_s', 30.0, 'Audio of one turn beyond this is dropped.',
+            min=1.0, max=120.0),
+    P.Param('asr.final_wait_ms', 800, 'After END_OF_TURN, wait this long for the final audio '
+            'piece before transcribing what has arrived.', min=50, max=10000),
+)
+
+
+class AsrNode(StageNode):
+    """The `asr` lifecycle node."""
+
+    PARAMS = PARAMS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('asr', **kwargs)
+        self._engine: Optional[WhisperEngine] = None
+        self._streamer: Optional[TurnStreamer] = None
+        self._active = False
+        self._pub = None
+        self._subs: list[Any] = []
+        self._srv = None
+        self._timer = None
+        self._reload_lock = threading.Lock()
+        self._reload_wanted = threading.Event()
+        self._reload_thread: Optional[threading.Thread] = None
+        self._events_seen = 0
+        self._service_group = ReentrantCallbackGroup()
+        self._topic_group = MutuallyExclusiveCallbackGroup()
+
+    # -- configuration --------------------------------------------------------------------
+    def engine_config(self) -> EngineConfig:
+        p = self.params
+        return EngineConfig(
+            model=p['asr.model'], device=p['asr.device'], compute_type=p['asr.compute_type'],
+            cpu_threads=p['asr.cpu_threads'], beam_size=p['asr.beam_size'],
+            language=p['asr.language'] or 'en', initial_prompt=p['asr.initial_prompt'],
+            hotwords=p['asr.hotwords'], window_s=p['asr.window_s'],
+            no_speech_threshold=p['asr.no_speech_threshold'],
+            log_prob_threshold=p['asr.log_prob_threshold'],
+            min_avg_logprob=p['asr.min_avg_logprob'],
+            compression_ratio_threshold=p['asr.compression_ratio_threshold'],
+            min_rms_dbfs=p['asr.min_rms_dbfs'],
+            filler_phrases=tuple(p['asr.filler_phrases'] or ()))
+
+    def stream_config(self) -> StreamConfig:
+        p = self.params
+        return StreamConfig(
+            partials=p['asr.partials'], partial_interval_ms=p['asr.partial_interval_ms'],
+            min_partial_audio_ms=p['asr.min_partial_audio_ms'],
+            early_final=p['asr.early_final'], publish_empty_finals=p['asr.publish_empty_finals'],
+            max_utterance_s=p['asr.max_utterance_s'], final_wait_ms=p['asr.final_wait_ms'])
+
+    def _load_engine(self, config: EngineConfig) -> WhisperEngine:
+        engine = WhisperEngine(config)
+        report = engine.load()
+        msg = (f'ASR model {config.model} loaded on {report.rung} in {report.load_s:.2f} s '
+               f'(warm-up {report.warmup_s:.2f} s)')
+        if report.degraded:
+            self.get_logger().warning(f'{msg}; stepped down: {"; ".join(report.failures)}')
+        else:
+            self.get_logger().info(msg)
+        return engine
+
+    def _report_engine(self, engine: WhisperEngine) -> None:
+        assert engine.report is not None
+        values = dict(model=engine.config.model, model_path=engine.model_path,
+                      device=engine.report.rung.device,
+                      compute_type=engine.report.rung.compute_type,
+                      load_s=f'{engine.report.load_s:.3f}',
+                      warmup_s=f'{engine.report.warmup_s:.3f}')
+        if engine.report.degraded:
+            self.diag.warn('running degraded: ' + '; '.join(engine.report.failures), **values)
+        else:
+            self.diag.ok('ready', **values)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            engine = self._load_engine(self.engine_config())
+        except (ModelStoreError, EngineError, ValueError, OSError) as exc:
+            self.get_logger().error(f'cannot load the ASR model: {exc}')
+            self.diag.error(f'model load failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self._engine = engine
+        self._events_seen = 0
+        self._streamer = TurnStreamer(engine, self.stream_config(), self._emit,
+                                      warn=self.warn_throttled,
+                                      language=self.params['asr.language'] or None)
+        self._streamer.start()
+        self._pub = self.create_lifecycle_publisher(Transcript, 'transcript', EVENT_QOS)
+        self._subs = [
+            self.create_subscription(UtteranceAudio, 'voice/utterance', self._on_utterance,
+                                     UTTERANCE_QOS, callback_group=self._topic_group),
+            self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
+                                     EVENT_QOS, callback_group=self._topic_group),
+            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
+                                     callback_group=self._topic_group),
+        ]
+        self._srv = self.create_service(Transcribe, 'transcribe', self._on_transcribe,
+                                        callback_group=self._service_group)
+        self._timer = self.create_timer(1.0, self._update_diagnostics)
+        self._report_engine(engine)
+        self.get_logger().info(
+            f'QoS: voice/utterance {describe(UTTERANCE_QOS)}, voice/activity, interrupt, '
+            f'transcript {describe(EVENT_QOS)}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._active = True
+        self.get_logger().info('active')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        if self._streamer is not None:
+            self._streamer.interrupt('')
+        self.get_logger().info('inactive')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info('cleaned up (model released)')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._active = False
+        if self._reload_thread is not None:
+            self._reload_thread.join(30)
+            self._reload_thread = None
+        if self._streamer is not None:
+            self._streamer.stop()
+            self._streamer.close_all()
+            self._streamer = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._srv is not None:
+            self.destroy_service(self._srv)
+            self._srv = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self._pub is not None:
+            self.destroy_lifecycle_publisher(self._pub)
+            self._pub = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        self.diag.ok('unconfigured')
+
+    # -- parameters -----------------------------------------------------------------------
+    def on_params_changed(self, changed: dict[str, Any]) -> None:
+        if self._engine is None or self._streamer is None:
+            return  # applied at the next configure
+        if self.needs_reload(changed):
+            self._request_reload()
+        else:
+            self._engine.reconfigure(replace(self.engine_config(), model=self._engine.config.model,
+                                             device=self._engine.config.device,
+                                             compute_type=self._engine.config.compute_type,
+                                             cpu_threads=self._engine.config.cpu_threads))
+        self._streamer.set_config(self.stream_config())
+        self._streamer.language = self.params['asr.language'] or None
+
+    def _request_reload(self) -> None:
+        self._reload_wanted.set()
+        with self._reload_lock:
+            if self._reload_thread is None or not self._reload_thread.is_alive():
+                self._reload_thread = threading.Thread(target=self._reload_loop,
+                                                       name='asr-reload', daemon=True)
+                self._reload_thread.start()
+
+    def _reload_loop(self) -> None:
+        while self._reload_wanted.is_set():
+            self._reload_wanted.clear()
+            config = self.engine_config()
+            self.diag.warn(f'reloading ASR model {config.model}', reloading=True)
+            self.get_logger().info(f'reloading the ASR model ({config.model}, '
+                                   f'{config.device}/{config.compute_type}) in the background')
+            try:
+                engine = self._load_engine(config)
+            except Exception as exc:
+                old = self._engine.config.model if self._engine else 'none'
+                self.get_logger().error(f'ASR reload failed: {exc}; still using {old}')
+                self.diag.error(f'reload failed: {exc}; still using {old}', reloading=False)
+                continue
+            streamer = self._streamer
+            if streamer is None:  # cleaned up meanwhile
+                engine.close()
+                return
+            self._engine = engine
+            self._events_seen = 0
+            streamer.set_engine(engine)       # turns in flight finish on the old model
+            self._report_engine(engine)
+            self.diag.value('reloading', False)
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _on_utterance(self, msg: UtteranceAudio) -> None:
+        streamer = self._streamer
+        if not self._active or streamer is None:
+            return
+        try:
+            samples = from_int16_field(msg.samples)
+            if msg.sample_rate != SAMPLE_RATE and samples.size:
+                if not 1000 <= msg.sample_rate <= 384000:
+                    self.warn_throttled('bad_input', f'turn {msg.turn_id}: sample_rate '
+                                        f'{msg.sample_rate} is out of range; piece dropped')
+                    return
+                self.warn_throttled('resampled', f'turn {msg.turn_id}: utterance audio at '
+                                    f'{msg.sample_rate} Hz resampled to 16 kHz')
+                audio = resample_to_16k(samples.astype(np.float32) / 32768.0, msg.sample_rate)
+            else:
+                audio = samples.astype(np.float32) * (1.0 / 32768.0)
+            if audio.size > self.params['asr.max_utterance_s'] * SAMPLE_RATE:
+                self.warn_throttled('bad_input', f'turn {msg.turn_id}: a piece of '
+                                    f'{audio.size / SAMPLE_RATE:.1f} s is larger than a whole '
+                                    'turn may be; dropped')
+                audio = audio[:0]
+            streamer.add_audio(msg.turn_id, int(msg.seq), audio,
+                               start_ns=timeutil.from_msg(msg.header.stamp),
+                               is_final=msg.is_final, discarded=msg.discarded,
+                               speech_end_ns=timeutil.from_msg(msg.speech_end),
+                               wake_phrase=msg.wake_phrase)
+        except Exception as exc:  # a bad message must not kill the node
+            self.warn_throttled('bad_input', f'utterance piece rejected: {exc!r}')
+
+    def _on_activity(self, msg: VoiceActivity) -> None:
+        streamer = self._streamer
+        if not self._active or streamer is None:
+            return
+        end_ns = timeutil.from_msg(msg.speech_end)
+        if msg.event == VoiceActivity.SPEECH_PROBABLY_ENDED:
+            streamer.speech_probably_ended(msg.turn_id, end_ns)
+        elif msg.event == VoiceActivity.SPEECH_RESUMED:
+            streamer.speech_resumed(msg.turn_id)
+        elif msg.event == VoiceActivity.END_OF_TURN:
+            streamer.end_of_turn(msg.turn_id, end_ns)
+        elif msg.event == VoiceActivity.TURN_DISCARDED:
+            streamer.discard(msg.turn_id)
+
+    def _on_interrupt(self, msg: Interrupt) -> None:
+        if self._streamer is not None and msg.turn_id in self._streamer.active_turns() or \
+                (self._streamer is not None and not msg.turn_id):
+            self._streamer.interrupt(msg.turn_id)
+
+    def _on_transcribe(self, request: Transcribe.Request, response: Transcribe.Response):
+        streamer = self._streamer
+        response.success = False
+        if not self._active or streamer is None:
+            response.message = 'the asr node is not active'
+            return response
+        samples = from_int16_field(request.samples)
+        rate = int(request.sample_rate) or SAMPLE_RATE
+        if samples.size == 0:
+            response.message = 'empty audio'
+        elif not 1000 <= rate <= 384000:
+            response.message = f'sample_rate {rate} is out of range 1000..384000'
+        elif samples.size / rate > MAX_SERVICE_AUDIO_S:
+            response.message = (f'audio of {samples.size / rate:.1f} s is longer than '
+                                f'{MAX_SERVICE_AUDIO_S:.0f} s')
+        if response.message:
+            self.warn_throttled('bad_request', f'transcribe request rejected: {response.message}')
+            return response
+        audio = resample_to_16k(samples.astype(np.float32) / 32768.0, rate)
+        future = streamer.submit(audio, request.language or None)
+        try:
+            result = future.result(SERVICE_TIMEOUT_S)
+        except Exception as exc:
+            response.message = f'transcription failed: {exc}'
+            self.warn_throttled('service_error', response.message)
+            return response
+        response.success = True
+        response.text = result.text
+        response.language = result.language
+        response.confidence = float(result.confidence)
+        response.processing_ms = float(result.processing_ms)
+        response.message = result.rejected or ''
+        self.get_logger().debug(f'transcribe service: {result.text!r}')
+        return response
+
+    # -- outputs --------------------------------------------------------------------------
+    def _emit(self, ev: TranscriptEvent) -> None:
+        pub = self._pub
+        if pub is None or not self._active:
+            return
+        msg = Transcript()
+        now = timeutil.now_ns()
+        msg.header.stamp = timeutil.to_msg(now)
+        msg.turn_id = ev.turn_id
+        msg.text = ev.text
+        msg.is_final = ev.kind == FINAL
+        msg.is_early_final = ev.kind == EARLY
+        msg.confidence = float(ev.result.confidence)
+        msg.language = ev.result.language
+        msg.audio_duration_s = float(ev.result.audio_s)
+        msg.processing_ms = float(ev.result.processing_ms)
+        if ev.kind != PARTIAL and ev.speech_end_ns:
+            msg.speech_end = timeutil.to_msg(ev.speech_end_ns)
+        pub.publish(msg)
+        if ev.first_partial:
+            self.publish_stamp(ev.turn_id, StageStamp.ASR_FIRST_PARTIAL, now)
+        if ev.kind == FINAL:
+            self.publish_stamp(ev.turn_id, StageStamp.ASR_FINAL, now)
+            if ev.wake_missing:
+                self.get_logger().info(f'turn {ev.turn_id}: wake phrase not heard; empty final')
+        self.get_logger().debug(f'{ev.kind} {ev.turn_id}: {ev.text!r} '
+                                f'({ev.result.processing_ms:.0f} ms, reused={ev.reused_early})')
+
+    def _update_diagnostics(self) -> None:
+        streamer, engine = self._streamer, self._engine
+        if streamer is None or engine is None:
+            return
+        for key, value in streamer.stats.items():
+            self.diag.value(f'turns.{key}', value)
+        new = engine.events[self._events_seen:]
+        self._events_seen += len(new)
+        for event in new:
+            self.get_logger().warning(f'compute ladder: {event}')
+            self.diag.warn(f'compute ladder: {event}', device=engine.rung.device
+                           if engine.rung else '', compute_type=engine.rung.compute_type
+                           if engine.rung else '')
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    from wallie_common.runtime import run_node
+    raise SystemExit(run_node(AsrNode, args))
+
+
+if __name__ == '__main__':
+    main()
