@@ -1,0 +1,1 @@
+"""Wallie TTS: streaming speech synthesis lifecycle node (Piper, XTTS, espeak-ng)."""

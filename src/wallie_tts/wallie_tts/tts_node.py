@@ -1,0 +1,720 @@
+"""The `tts` lifecycle node: reply chunks in, reply audio frames out.
+
+Thin glue around the engines (``engine.py``) and the streamer (``stream.py``):
+- `reply` (ReplyChunk) -> a bounded job queue -> one worker thread synthesizes each chunk
+  as soon as it arrives and publishes `audio/out` AudioFrames (stream_id = turn id,
+  segment = chunk index, fixed-size frames, end_of_segment / end_of_stream marks), and
+  stamps `tts_first_audio` for the turn.
+- `interrupt` stops synthesis of that turn at once and drops its queued chunks.
+- `speak` action: text in, cancelable, finishes when the player reports the stream FINISHED
+  on `playback/events` (stream id ``speak-<hex>``).
+- Changing the engine or voice with `ros2 param set` loads the new engine in the background;
+  the worker swaps it in between replies, so the current reply is not dropped.
+- If the configured engine fails to load at configure, espeak-ng is used instead and the
+  node reports WARN on /diagnostics.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import TransitionCallbackReturn
+
+from wallie_common import params as P
+from wallie_common import timeutil
+from wallie_common.conversions import audio_to_frame
+from wallie_common.node_base import StageNode
+from wallie_common.qos import EVENT_QOS, REPLY_AUDIO_QOS, describe
+from wallie_common.runtime import run_node
+from wallie_interfaces.action import Speak
+from wallie_interfaces.msg import AudioFrame, Interrupt, PlaybackEvent, ReplyChunk, StageStamp
+from wallie_tts import clauses
+from wallie_tts.config import (
+    ENGINES,
+    EngineSettings,
+    EspeakSettings,
+    PiperSettings,
+    StreamSettings,
+    XttsSettings,
+)
+from wallie_tts.engine import EngineError, LoadResult, TtsEngine, load_engine
+from wallie_tts.normalize import normalize
+from wallie_tts.stream import ChunkSynthesizer
+
+SPEAK_PREFIX = 'speak-'
+_MAX_REMEMBERED_STREAMS = 512
+
+PARAMS = (
+    P.Param('tts.engine', 'piper', 'Speech engine: piper (CPU), xtts (GPU, voice cloning) or '
+            'espeak (espeak-ng).', choices=ENGINES, reload=True),
+    P.Param('tts.fallback_to_espeak', True, 'At configure, use espeak-ng when the configured '
+            'engine fails to load (reported as WARN on /diagnostics).'),
+    P.Param('tts.piper.voice', 'piper-en_US-joe-medium', 'Model-store id of the Piper voice.',
+            reload=True),
+    P.Param('tts.piper.model_path', '', 'Explicit Piper .onnx file or voice directory '
+            '(empty: the model store).', reload=True),
+    P.Param('tts.piper.threads', 1, 'onnxruntime intra-op threads for Piper (0: one per '
+            'core; 1 is best when the LLM runs on the same small CPU).', min=0, max=64,
+            reload=True),
+    P.Param('tts.piper.speaker_id', 0, 'Speaker of a multi-speaker Piper voice.', min=0,
+            max=10000, reload=True),
+    P.Param('tts.espeak.voice', 'en-us', 'espeak-ng voice name.', reload=True),
+    P.Param('tts.espeak.words_per_minute', 175, 'espeak-ng speed at speaking_rate 1.0.',
+            min=80, max=450, reload=True),
+    P.Param('tts.xtts.model_path', '', 'XTTS v2 checkpoint directory (empty: model store id '
+            'xtts-v2).', reload=True),
+    P.Param('tts.xtts.speaker', 'Ana Florence', 'XTTS studio speaker used when '
+            'tts.speaker_wav is empty.', reload=True),
+    P.Param('tts.xtts.language', 'en', 'XTTS language code.', reload=True),
+    P.Param('tts.xtts.device', 'cuda', 'Torch device for XTTS (cuda, cuda:1, cpu).',
+            reload=True),
+    P.Param('tts.speaker_wav', '', 'XTTS voice cloning: 10-30 s of mono speech (WAV/FLAC, '
+            '>= 16 kHz). A bad file is rejected with a reason and the current voice is kept.',
+            reload=True),
+    P.Param('tts.output_rate_hz', 22050, 'Sample rate of audio/out frames (engine audio is '
+            'resampled with soxr); applies from the next reply.', min=8000, max=48000),
+    P.Param('tts.frame_ms', 40, 'Duration of one audio/out frame; applies from the next '
+            'reply.', min=10, max=200),
+    P.Param('tts.volume', 1.0, 'Output gain (linear).', min=0.0, max=2.0),
+    P.Param('tts.speaking_rate', 1.0, 'Speaking rate (> 1 faster).', min=0.5, max=2.0),
+    P.Param('tts.sentence_pause_ms', 220.0, 'Pause after a sentence.', min=0.0, max=2000.0),
+    P.Param('tts.clause_pause_ms', 100.0, 'Pause after a comma, semicolon or colon.',
+            min=0.0, max=2000.0),
+    P.Param('tts.split_first_clause', True, 'Synthesize the first clause of a reply on its '
+            'own so audio starts sooner.'),
+    P.Param('tts.first_piece_max_words', 5, 'Cut a long first clause after this many words '
+            '(0: never cut).', min=0, max=100),
+    P.Param('tts.max_text_chars', 2000, 'Longest chunk / speak text accepted (longer reply '
+            'chunks are truncated, longer speak goals rejected).', min=1, max=100000),
+    P.Param('tts.queue_max_chunks', 64, 'Reply chunks that may wait for synthesis; more are '
+            'dropped with a warning.', min=1, max=10000),
+    P.Param('tts.speak.wait_for_playback', True, 'The speak action finishes when the player '
+            'reports FINISHED (else as soon as the audio is synthesized).'),
+    P.Param('tts.speak.playback_timeout_s', 10.0, 'Extra time, beyond the audio length, to '
+            'wait for the player before the speak action fails.', min=0.0, max=600.0),
+)
+
+
+@dataclass
+class Job:
+    """One chunk of text to speak."""
+
+    stream_id: str
+    index: int
+    text: str
+    is_final: bool
+    arrival_ns: int
+    is_reply: bool = True
+
+
+@dataclass
+class StreamState:
+    """What the worker knows about one reply stream."""
+
+    stream_id: str
+    settings: StreamSettings
+    started_ns: int = 0
+    first_audio_ns: int = 0
+    samples: int = 0
+    frames: int = 0
+    chunks_done: int = 0
+    synth_s: float = 0.0
+    ended: bool = False
+
+
+@dataclass
+class SpeakWaiter:
+    """State shared between the speak action's execute callback and the worker."""
+
+    stream_id: str
+    chunks_total: int
+    chunks_done: int = 0
+    audio_s: float = 0.0
+    synthesized: threading.Event = field(default_factory=threading.Event)
+    playback: threading.Event = field(default_factory=threading.Event)
+    playback_event: int = 0
+    cancelled: str = ''
+
+
+class TtsNode(StageNode):
+    """Streaming TTS lifecycle node (see the module docstring)."""
+
+    PARAMS = PARAMS
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('tts', **kwargs)
+        self._cv = threading.Condition()
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._cancelled: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        self._last_index: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._streams: dict[str, StreamState] = {}
+        self._speak: dict[str, SpeakWaiter] = {}
+        self._current: Optional[Job] = None
+        self._current_stop: Optional[threading.Event] = None
+        self._last_stream = ''
+        self._stream_open = False
+        self._engine: Optional[TtsEngine] = None
+        self._engine_info: Optional[LoadResult] = None
+        self._pending: Optional[LoadResult] = None
+        self._reload_gen = 0
+        self._seq = 0
+        self._active = False
+        self._running = False
+        self._worker: Optional[threading.Thread] = None
+        self._audio_pub: Any = None
+        self._interrupt_pub: Any = None
+        self._subs: list[Any] = []
+        self._action: Optional[ActionServer] = None
+        self._cb_group = MutuallyExclusiveCallbackGroup()
+
+    # -- configuration -------------------------------------------------------------------
+    def engine_settings(self) -> EngineSettings:
+        """The engine settings from the current parameter values."""
+        p = self.params
+        return EngineSettings(
+            engine=p['tts.engine'],
+            fallback_to_espeak=p['tts.fallback_to_espeak'],
+            piper=PiperSettings(voice=p['tts.piper.voice'], model_path=p['tts.piper.model_path'],
+                                threads=p['tts.piper.threads'],
+                                speaker_id=p['tts.piper.speaker_id']),
+            espeak=EspeakSettings(voice=p['tts.espeak.voice'],
+                                  words_per_minute=p['tts.espeak.words_per_minute']),
+            xtts=XttsSettings(model_path=p['tts.xtts.model_path'],
+                              speaker_wav=p['tts.speaker_wav'], speaker=p['tts.xtts.speaker'],
+                              language=p['tts.xtts.language'], device=p['tts.xtts.device']),
+        )
+
+    def stream_settings(self) -> StreamSettings:
+        """The streaming settings from the current parameter values."""
+        p = self.params
+        return StreamSettings(
+            output_rate_hz=p['tts.output_rate_hz'], frame_ms=p['tts.frame_ms'],
+            volume=p['tts.volume'], speaking_rate=p['tts.speaking_rate'],
+            sentence_pause_ms=p['tts.sentence_pause_ms'],
+            clause_pause_ms=p['tts.clause_pause_ms'],
+            split_first_clause=p['tts.split_first_clause'],
+            first_piece_max_words=p['tts.first_piece_max_words'],
+            max_text_chars=p['tts.max_text_chars'])
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        log = self.get_logger()
+        try:
+            result = load_engine(self.engine_settings())
+        except EngineError as exc:
+            log.error(f'configure failed: no TTS engine could be loaded: {exc}')
+            self.diag.error(f'no TTS engine: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        try:  # the first reply must not pay for first-use costs of the stream path (soxr)
+            ChunkSynthesizer(result.engine, self.stream_settings()).synthesize_all('Hello.')
+        except Exception as exc:  # noqa: BLE001 - reported when the first reply fails
+            log.warning(f'warm-up of the stream path failed: {exc!r}')
+        self._set_engine(result)
+        self._audio_pub = self.create_lifecycle_publisher(
+            AudioFrame, 'audio/out', REPLY_AUDIO_QOS)
+        self._interrupt_pub = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
+        self._subs = [
+            self.create_subscription(ReplyChunk, 'reply', self._on_reply, EVENT_QOS,
+                                     callback_group=self._cb_group),
+            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
+                                     callback_group=self._cb_group),
+            self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback,
+                                     EVENT_QOS, callback_group=self._cb_group),
+        ]
+        self._action = ActionServer(
+            self, Speak, 'speak', execute_callback=self._speak_execute,
+            goal_callback=self._speak_goal, cancel_callback=lambda _g: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup())
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name='tts-worker', daemon=True)
+        self._worker.start()
+        log.info(f'configured: {result.engine.describe()} (load+warm-up {result.load_s:.2f} s)'
+                 f'; audio/out {describe(REPLY_AUDIO_QOS)} at '
+                 f'{self.params["tts.output_rate_hz"]} Hz, {self.params["tts.frame_ms"]} ms '
+                 'frames')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._active = True
+        self.get_logger().info('active')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._active = False
+        self._cancel_all('deactivated')
+        self.get_logger().info('inactive')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        self.diag.ok('unconfigured')
+        self.get_logger().info('cleaned up')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        self._active = False
+        self._cancel_all('shutting down')
+        with self._cv:
+            self._running = False
+            self._reload_gen += 1  # a reload still running is discarded
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(10.0)
+            self._worker = None
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
+        if self._audio_pub is not None:
+            self.destroy_lifecycle_publisher(self._audio_pub)
+            self._audio_pub = None
+        if self._interrupt_pub is not None:
+            self.destroy_publisher(self._interrupt_pub)
+            self._interrupt_pub = None
+        with self._cv:
+            engines = [self._engine, self._pending.engine if self._pending else None]
+            self._engine, self._pending, self._engine_info = None, None, None
+        for eng in engines:
+            if eng is not None:
+                eng.close()
+
+    def _set_engine(self, result: LoadResult) -> None:
+        self._engine, self._engine_info = result.engine, result
+        self.diag.value('engine', result.engine.name)
+        self.diag.value('voice', result.engine.describe())
+        self.diag.value('load_s', f'{result.load_s:.2f}')
+        if result.fallback_reason:
+            msg = (f'using espeak-ng fallback: {result.requested} failed to load: '
+                   f'{result.fallback_reason}')
+            self.get_logger().warning(msg)
+            self.diag.warn(msg, fallback='espeak')
+        else:
+            self.diag.ok(f'ready: {result.engine.describe()}', fallback='')
+
+    # -- parameters -----------------------------------------------------------------------
+    def _validate_params(self, params):
+        """Table checks, plus: a voice-cloning file is checked before it is accepted."""
+        result = super()._validate_params(params)
+        if not result.successful:
+            return result
+        for p in params:
+            if p.name == 'tts.speaker_wav' and p.value:
+                from wallie_tts.xtts_engine import validate_speaker_wav
+                try:
+                    validate_speaker_wav(p.value)
+                except EngineError as exc:
+                    result.successful, result.reason = False, str(exc)
+                    self.get_logger().warning(f'rejected tts.speaker_wav: {exc}')
+        return result
+
+    def on_params_changed(self, changed: dict[str, Any]) -> None:
+        if self._engine is None or not self.needs_reload(changed):
+            return  # live values are read per reply; engine params apply at configure
+        if set(changed) == {'tts.speaker_wav'} and self._engine.name == 'xtts' \
+                and changed['tts.speaker_wav']:
+            target = self._set_speaker_wav
+            args: tuple[Any, ...] = (changed['tts.speaker_wav'],)
+        elif set(changed) == {'tts.speaker_wav'} and self.params['tts.engine'] != 'xtts':
+            target, args = self._check_speaker_wav, (changed['tts.speaker_wav'],)
+        else:
+            with self._cv:
+                self._reload_gen += 1
+                gen = self._reload_gen
+            target, args = self._reload, (self.engine_settings(), gen)
+        self.diag.value('reload', 'in progress')
+        threading.Thread(target=target, args=args, name='tts-reload', daemon=True).start()
+
+    def _reload(self, settings: EngineSettings, gen: int) -> None:
+        log = self.get_logger()
+        log.info(f'reloading TTS engine {settings.engine} in the background')
+        try:
+            result = load_engine(settings, allow_fallback=False)
+        except EngineError as exc:
+            keep = self._engine.describe() if self._engine else 'none'
+            log.error(f'TTS reload failed, keeping {keep}: {exc}')
+            self.diag.warn(f'reload failed, keeping {keep}: {exc}', reload='failed')
+            return
+        with self._cv:
+            if gen != self._reload_gen or not self._running:
+                stale = result.engine
+            else:
+                stale = self._pending.engine if self._pending else None
+                self._pending = result
+                self._cv.notify_all()
+        if stale is not None:
+            stale.close()
+        log.info(f'new engine ready ({result.engine.describe()}, {result.load_s:.2f} s); '
+                 'switching at the next reply')
+
+    def _set_speaker_wav(self, path: str) -> None:
+        engine = self._engine
+        try:
+            name = engine.set_speaker_wav(path)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - SpeakerWavError and model errors
+            self.get_logger().error(f'tts.speaker_wav rejected, keeping the current voice: {exc}')
+            self.diag.warn(f'speaker_wav rejected: {exc}', reload='failed')
+            return
+        self.get_logger().info(f'XTTS now speaks with the voice cloned from {name}')
+        self.diag.ok(f'ready: {engine.describe()}', reload='done')  # type: ignore[union-attr]
+
+    def _check_speaker_wav(self, path: str) -> None:
+        if not path:
+            self.diag.value('reload', 'done')
+            return
+        from wallie_tts.xtts_engine import validate_speaker_wav
+        try:
+            audio = validate_speaker_wav(path)
+        except EngineError as exc:
+            self.get_logger().error(f'tts.speaker_wav rejected: {exc}')
+            self.diag.warn(f'speaker_wav rejected: {exc}', reload='failed')
+            return
+        self.get_logger().info(f'speaker file ok ({audio.duration_s:.1f} s); it is used when '
+                               'tts.engine is xtts')
+        self.diag.value('reload', 'done')
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _on_reply(self, msg: ReplyChunk) -> None:
+        now = timeutil.now_ns()
+        if not self._active:
+            self.warn_throttled('reply_inactive', 'reply chunk ignored: node is not active')
+            return
+        turn = msg.turn_id
+        if not turn:
+            self.warn_throttled('reply_no_turn', 'reply chunk without turn_id dropped')
+            return
+        if turn.startswith(SPEAK_PREFIX):
+            self.warn_throttled('reply_reserved', f'reply turn ids starting with '
+                                f'{SPEAK_PREFIX!r} are reserved for the speak action')
+            return
+        text = msg.text
+        limit = self.params['tts.max_text_chars']
+        if len(text) > limit:
+            self.warn_throttled('reply_too_long', f'reply chunk of {len(text)} chars truncated '
+                                f'to tts.max_text_chars={limit}')
+            text = text[:limit]
+        job = Job(turn, int(msg.index), text, bool(msg.is_final), now)
+        self.get_logger().debug(f'reply {turn}#{msg.index} final={msg.is_final}: {text!r}')
+        self._enqueue(job)
+
+    def _enqueue(self, job: Job) -> bool:
+        with self._cv:
+            sid = job.stream_id
+            if sid in self._cancelled:
+                return False
+            if sid in self._finished:
+                self.warn_throttled('reply_after_final', f'chunk {job.index} of {sid} arrived '
+                                    'after its final chunk; dropped')
+                return False
+            last = self._last_index.get(sid)
+            if last is not None and job.index <= last:
+                self.warn_throttled('reply_duplicate', f'chunk {job.index} of {sid} is a '
+                                    f'duplicate or out of order (last {last}); dropped')
+                return False
+            if len(self._jobs) >= self.params['tts.queue_max_chunks']:
+                self.warn_throttled('queue_full', f'synthesis queue full '
+                                    f'({len(self._jobs)} chunks); chunk dropped')
+                self.diag.count('dropped_chunks')
+                return False
+            _remember(self._last_index, sid, job.index)
+            if job.is_final:
+                _remember(self._finished, sid, True)
+            self._jobs.append(job)
+            self._cv.notify_all()
+            return True
+
+    def _on_interrupt(self, msg: Interrupt) -> None:
+        with self._cv:
+            turn = msg.turn_id or (self._current.stream_id if self._current
+                                   else self._last_stream)
+        if not turn:
+            return
+        self._cancel(turn, f'interrupt reason {msg.reason}')
+
+    def _on_playback(self, msg: PlaybackEvent) -> None:
+        if msg.event not in (PlaybackEvent.FINISHED, PlaybackEvent.FLUSHED):
+            return
+        waiter = self._speak.get(msg.turn_id)
+        if waiter is not None:
+            waiter.playback_event = int(msg.event)
+            waiter.playback.set()
+
+    # -- cancelling -----------------------------------------------------------------------
+    def _cancel(self, stream_id: str, why: str) -> None:
+        with self._cv:
+            already = stream_id in self._cancelled
+            _remember(self._cancelled, stream_id, why)
+            before = len(self._jobs)
+            self._jobs = collections.deque(j for j in self._jobs if j.stream_id != stream_id)
+            dropped = before - len(self._jobs)
+            current = self._current is not None and self._current.stream_id == stream_id
+            if current and self._current_stop is not None:
+                self._current_stop.set()
+            state = self._streams.pop(stream_id, None)
+            if state is not None or current:
+                self._stream_open = False
+            self._cv.notify_all()
+        waiter = self._speak.get(stream_id)
+        if waiter is not None and not waiter.synthesized.is_set():
+            waiter.cancelled = why
+            waiter.synthesized.set()
+        if not already and (current or dropped or state is not None):
+            self.get_logger().info(f'stopped {stream_id} ({why}): synthesis '
+                                   f'{"stopped" if current else "idle"}, {dropped} queued '
+                                   'chunk(s) dropped')
+            self.diag.count('interrupts')
+
+    def _cancel_all(self, why: str) -> None:
+        with self._cv:
+            streams = {j.stream_id for j in self._jobs}
+            if self._current is not None:
+                streams.add(self._current.stream_id)
+            streams.update(self._streams)
+        for sid in streams:
+            self._cancel(sid, why)
+
+    # -- worker ---------------------------------------------------------------------------
+    def _work(self) -> None:
+        idle_since = time.monotonic()
+        while True:
+            with self._cv:
+                while self._running and not self._jobs:
+                    if self._pending is not None and (not self._stream_open or
+                                                      time.monotonic() - idle_since > 5.0):
+                        self._swap_engine_locked()
+                    self._cv.wait(0.1)
+                if not self._running:
+                    return
+                job = self._jobs.popleft()
+                if job.stream_id != self._last_stream or not self._stream_open:
+                    if self._pending is not None:
+                        self._swap_engine_locked()
+                self._current = job
+                self._current_stop = threading.Event()
+                stop = self._current_stop
+                engine = self._engine
+            try:
+                if engine is not None:
+                    self._process(job, engine, stop)
+            except Exception as exc:  # noqa: BLE001 - a bad chunk must not kill the worker
+                self.get_logger().error(f'synthesis of {job.stream_id}#{job.index} failed: '
+                                        f'{exc!r}')
+                self.diag.count('synthesis_errors')
+                self.diag.warn(f'synthesis failed: {exc}')
+            finally:
+                with self._cv:
+                    self._current = None
+                    self._current_stop = None
+                idle_since = time.monotonic()
+
+    def _swap_engine_locked(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        old = self._engine
+        self._set_engine(pending)
+        self.diag.value('reload', 'done')
+        self.get_logger().info(f'switched to {pending.engine.describe()}')
+        if old is not None:
+            old.close()
+
+    def _process(self, job: Job, engine: TtsEngine, stop: threading.Event) -> None:
+        sid = job.stream_id
+        with self._cv:
+            if sid in self._cancelled:
+                return
+            state = self._streams.get(sid)
+            if state is None:
+                state = StreamState(sid, self.stream_settings(), started_ns=job.arrival_ns)
+                self._streams[sid] = state
+            self._last_stream = sid
+            self._stream_open = True
+        live = self.stream_settings()
+        settings = dataclasses.replace(state.settings, volume=live.volume,
+                                       speaking_rate=live.speaking_rate)
+        text = normalize(job.text)
+        synth = ChunkSynthesizer(engine, settings)
+        t0 = time.monotonic()
+        sent_last = False
+        for frame, last in synth.frames(text, state.first_audio_ns == 0, stop):
+            if stop.is_set():
+                return
+            end = last and job.is_final
+            self._publish(job, state, frame, last, end)
+            sent_last = end
+        if stop.is_set():
+            return
+        state.synth_s += time.monotonic() - t0
+        state.chunks_done += 1
+        waiter = self._speak.get(sid)
+        if waiter is not None:
+            waiter.chunks_done = state.chunks_done
+        if job.is_final:
+            if not sent_last:  # nothing audible in the final chunk: close the stream
+                silence = np.zeros(settings.frame_samples, dtype=np.float32)
+                self._publish(job, state, silence, True, True)
+            self._end_stream(state)
+
+    def _publish(self, job: Job, state: StreamState, frame, end_of_segment: bool,
+                 end_of_stream: bool) -> None:
+        now = timeutil.now_ns()
+        msg = audio_to_frame(frame, state.settings.output_rate_hz, now, seq=self._seq,
+                             frame_id='tts', stream_id=job.stream_id, segment=job.index)
+        msg.end_of_segment = end_of_segment
+        msg.end_of_stream = end_of_stream
+        self._seq += 1
+        if self._audio_pub is not None:
+            self._audio_pub.publish(msg)
+        state.frames += 1
+        state.samples += len(frame)
+        if state.first_audio_ns == 0:
+            state.first_audio_ns = now
+            latency_ms = (now - job.arrival_ns) / 1e6
+            self.diag.value('first_audio_ms', f'{latency_ms:.1f}')
+            if job.is_reply:
+                self.publish_stamp(job.stream_id, StageStamp.TTS_FIRST_AUDIO, now)
+            self.get_logger().debug(f'{job.stream_id}: first audio {latency_ms:.1f} ms after '
+                                    'its first chunk arrived')
+
+    def _end_stream(self, state: StreamState) -> None:
+        with self._cv:
+            self._streams.pop(state.stream_id, None)
+            self._stream_open = False
+        audio_s = state.samples / state.settings.output_rate_hz
+        rtf = state.synth_s / audio_s if audio_s else 0.0
+        self.diag.value('rtf', f'{rtf:.3f}')
+        self.diag.count('streams')
+        self.get_logger().info(
+            f'{state.stream_id}: {state.chunks_done} chunk(s), {audio_s:.2f} s of audio, '
+            f'first audio {(state.first_audio_ns - state.started_ns) / 1e6:.0f} ms, '
+            f'RTF {rtf:.3f}')
+        waiter = self._speak.get(state.stream_id)
+        if waiter is not None:
+            waiter.audio_s = audio_s
+            waiter.synthesized.set()
+
+    # -- speak action ---------------------------------------------------------------------
+    def _speak_goal(self, goal_request) -> GoalResponse:
+        if not self._active:
+            self.get_logger().warning('speak goal rejected: node is not active')
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _speak_execute(self, goal_handle) -> Speak.Result:
+        result = Speak.Result()
+        text = goal_handle.request.text
+        limit = self.params['tts.max_text_chars']
+        error = ''
+        if not text.strip():
+            error = 'empty text'
+        elif len(text) > limit:
+            error = f'text of {len(text)} chars is longer than tts.max_text_chars={limit}'
+        if error:
+            result.error_code, result.error_message = Speak.Result.FAILED, error
+            goal_handle.abort()
+            return result
+        sid = SPEAK_PREFIX + uuid.uuid4().hex[:12]
+        parts = clauses.sentences(' '.join(text.split())) or [text]
+        waiter = SpeakWaiter(sid, len(parts))
+        self._speak[sid] = waiter
+        try:
+            now = timeutil.now_ns()
+            for i, part in enumerate(parts):
+                if not self._enqueue(Job(sid, i, part, i == len(parts) - 1, now, False)):
+                    self._cancel(sid, 'queue full')
+                    result.error_code = Speak.Result.FAILED
+                    result.error_message = 'synthesis queue is full'
+                    goal_handle.abort()
+                    return result
+            return self._speak_wait(goal_handle, waiter, result)
+        finally:
+            self._speak.pop(sid, None)
+
+    def _speak_wait(self, goal_handle, waiter: SpeakWaiter, result: Speak.Result):
+        feedback = Speak.Feedback(chunks_total=waiter.chunks_total)
+        reported = -1
+
+        def cancelled() -> bool:
+            if not goal_handle.is_cancel_requested:
+                return False
+            self._cancel(waiter.stream_id, 'speak goal canceled')
+            if self._interrupt_pub is not None:  # make the player flush what it holds
+                msg = Interrupt(turn_id=waiter.stream_id, reason=Interrupt.CANCEL)
+                msg.header.stamp = timeutil.to_msg(timeutil.now_ns())
+                self._interrupt_pub.publish(msg)
+            goal_handle.canceled()
+            result.error_code = Speak.Result.CANCELED
+            result.error_message = 'canceled'
+            result.audio_s = waiter.audio_s
+            return True
+
+        while not waiter.synthesized.wait(0.05):
+            if cancelled():
+                return result
+            if waiter.chunks_done != reported:
+                reported = feedback.chunks_done = waiter.chunks_done
+                goal_handle.publish_feedback(feedback)
+        feedback.chunks_done = waiter.chunks_done
+        goal_handle.publish_feedback(feedback)
+        result.audio_s = waiter.audio_s
+        if waiter.cancelled:
+            result.error_code = Speak.Result.CANCELED
+            result.error_message = f'stopped: {waiter.cancelled}'
+            goal_handle.abort()
+            return result
+        if self.params['tts.speak.wait_for_playback']:
+            deadline = time.monotonic() + waiter.audio_s + \
+                self.params['tts.speak.playback_timeout_s']
+            while not waiter.playback.wait(0.05):
+                if cancelled():
+                    return result
+                if time.monotonic() > deadline:
+                    result.error_code = Speak.Result.FAILED
+                    result.error_message = ('no FINISHED event on playback/events for '
+                                            f'{waiter.stream_id} (is the player running?)')
+                    goal_handle.abort()
+                    return result
+            if waiter.playback_event == PlaybackEvent.FLUSHED:
+                result.error_code = Speak.Result.CANCELED
+                result.error_message = 'playback was interrupted'
+                goal_handle.abort()
+                return result
+        result.error_code = Speak.Result.SUCCESS
+        goal_handle.succeed()
+        return result
+
+
+def _remember(table: collections.OrderedDict, key: str, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > _MAX_REMEMBERED_STREAMS:
+        table.popitem(last=False)
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    """Console script `tts_node`."""
+    import sys
+    sys.exit(run_node(TtsNode, args))
+
+
+if __name__ == '__main__':
+    main()
