@@ -95,7 +95,9 @@ pkg_hash=$(hash_of $(for p in "${pkgs[@]}"; do echo "$ROOT/src/$p/setup.py"; don
 if ! stamp_ok packages "$pkg_hash$ROOT"; then
   say "installing the Wallie packages (editable)"
   args=(); for p in "${pkgs[@]}"; do args+=(-e "$ROOT/src/$p"); done
-  "$PIP" install -q --no-deps "${args[@]}" 2>&1 | grep -v '^\s*!!\|with strategy\|^\s*$' || true
+  mkdir -p "$ROOT/build"
+  "$PIP" install -q --no-deps "${args[@]}" > "$ROOT/build/packages.log" 2>&1 \
+    || { tail -30 "$ROOT/build/packages.log" >&2; exit 1; }
   stamp_set packages "$pkg_hash$ROOT"
 fi
 

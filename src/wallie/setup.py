@@ -22,7 +22,6 @@ setup(
     maintainer_email='dev@wallie.invalid',
     description='Wallie bringup: launch, parameters, manager, metrics and the wallie CLI.',
     license='MIT',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'manager_node = wallie.manager_node:main',

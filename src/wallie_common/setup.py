@@ -17,6 +17,5 @@ setup(
     maintainer_email='dev@wallie.invalid',
     description='Shared plumbing of the Wallie nodes.',
     license='MIT',
-    tests_require=['pytest'],
     entry_points={'console_scripts': []},
 )

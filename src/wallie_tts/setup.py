@@ -16,7 +16,6 @@ setup(
     maintainer_email='dev@wallie.invalid',
     description=open('package.xml').read().split('<description>')[1].split('</description>')[0],
     license='MIT',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'tts_node = wallie_tts.tts_node:main',
