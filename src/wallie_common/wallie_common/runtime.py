@@ -27,6 +27,7 @@ OFFLINE_ENV = {
     'DO_NOT_TRACK': '1',
     'VLLM_NO_USAGE_STATS': '1',
     'COQUI_TOS_AGREED': '1',
+    'ORT_DISABLE_TELEMETRY': '1',   # onnxruntime >= 1.2x looks up a telemetry host on Linux
 }
 ROS_PRIVACY_ENV = {
     'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',

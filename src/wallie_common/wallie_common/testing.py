@@ -26,11 +26,28 @@ import yaml
 _DOMAIN_RANGE = (1, 101)
 
 
+_DOMAIN_LOCKS: list = []   # held open for the life of the process
+
+
 def _pick_domain_id() -> int:
+    """A domain id no other live test process holds (flock on a per-domain lock file)."""
+    import fcntl
     lo, hi = _DOMAIN_RANGE
     worker = os.environ.get('PYTEST_XDIST_WORKER', 'gw0')
-    seed = os.getpid() * 31 + sum(map(ord, worker))
-    return lo + seed % (hi - lo)
+    start = (os.getpid() * 31 + sum(map(ord, worker))) % (hi - lo)
+    lock_dir = Path(tempfile.gettempdir()) / 'wallie-ros-domains'
+    lock_dir.mkdir(exist_ok=True)
+    for i in range(hi - lo):
+        domain = lo + (start + i) % (hi - lo)
+        f = open(lock_dir / f'{domain}.lock', 'w')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _DOMAIN_LOCKS.append(f)
+        return domain
+    return lo + start
 
 
 def configure_ros_env(log_dir: str | None = None) -> dict[str, str]:
@@ -94,7 +111,8 @@ class NodeProcess:
         return self.proc.poll() is None
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def stop(self, timeout: float = 10.0) -> int:
