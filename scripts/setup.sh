@@ -27,6 +27,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v cmake >/dev/null || need+=(cmake)
 command -v ninja >/dev/null || need+=(ninja-build)
+command -v strace >/dev/null || need+=(strace)          # the no-network test traces connect()
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need+=(libportaudio2)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)
 if [ ${#need[@]} -gt 0 ]; then
