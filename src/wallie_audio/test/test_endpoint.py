@@ -49,10 +49,24 @@ def test_endpoint_table(name, probs, cfg, expected):
 
 
 def test_speech_end_is_last_voiced_sample():
-    events = run([0.0] * 3 + [0.9] * 10 + [0.0] * 15)
+    events = run([0.0] * 3 + [0.9] * 10 + [0.0] * 15, end_offset_ms=0)
     end = [e for _, e in events if e.kind is Kind.END][0]
     assert end.speech_start_ns == 3 * B
     assert end.speech_end_ns == 13 * B
+
+
+def test_speech_end_offset_compensates_vad_lag():
+    events = run([0.0] * 3 + [0.9] * 10 + [0.0] * 15, end_offset_ms=70)
+    probable = [e for _, e in events if e.kind is Kind.PROBABLY_ENDED][0]
+    end = [e for _, e in events if e.kind is Kind.END][0]
+    assert end.speech_end_ns == probable.speech_end_ns == 13 * B - 70_000_000
+    # never before the speech start
+    events = run([0.9] * 3 + [0.0] * 15, end_offset_ms=300, min_speech_ms=0)
+    assert [e for _, e in events if e.kind is Kind.END][0].speech_end_ns == 0
+    # speech cut by max length did not end: no offset
+    events = run([0.9] * 30, end_offset_ms=70, max_utterance_ms=640)
+    end = [e for _, e in events if e.kind is Kind.END][0]
+    assert end.speech_end_ns == end.stamp_ns
 
 
 def test_invalid_config_rejected():

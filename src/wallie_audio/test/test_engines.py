@@ -30,6 +30,7 @@ from wallie_audio.sources import (
     Framer,
     audio_common_to_samples,
     frame_samples,
+    paced_replay,
 )
 from wallie_audio.vad import GatedVad, SileroVad, WebRtcPrefilter
 from wallie_audio.wake import (
@@ -142,6 +143,26 @@ def test_file_source_fast_and_realtime(tmp_path, speech):
         if n == 10:
             break
     assert time.monotonic() - t >= 0.18          # 10 x 20 ms paced
+
+
+def test_paced_replay_keeps_recorded_spacing_and_gaps():
+    # three 32 ms chunks, then a 200 ms hole in the recording, then one more
+    logs = [0, 32, 64, 296]
+    chunks = [(T0 + ms * 1_000_000 + 5_000_000, T0 + ms * 1_000_000, np.full(512, k, np.float32))
+              for k, ms in enumerate(logs)]
+    fast = list(paced_replay(chunks, realtime=False, start_ns=10**18))
+    assert [st - 10**18 for _, st in fast] == [ms * 1_000_000 for ms in logs]
+    assert [int(x[0]) for x, _ in fast] == [0, 1, 2, 3]
+    t = time.monotonic()
+    released = []
+    for _ in paced_replay(chunks, realtime=True):
+        released.append(time.monotonic() - t)
+    assert released[-1] >= 0.29                          # the hole is kept
+    assert released[2] < 0.25 and released[-1] < 0.6
+    # missing header stamps fall back to the log time
+    out = list(paced_replay([(T0, 0, np.zeros(4)), (T0 + 7, 0, np.zeros(4))], False,
+                            start_ns=0))
+    assert [st for _, st in out] == [0, 7]
 
 
 def test_device_source_without_device_retries():
@@ -290,6 +311,35 @@ def test_own_echo_does_not_barge_in(speech, delay_ms, gain):
     assert gate.stats.echo_locked
 
 
+def test_late_reference_holds_barge_in_instead_of_firing(speech):
+    """A starved machine can process microphone blocks before the player's reference for
+    them: their echo cannot be cancelled, so they must not count as user speech."""
+    ref = speech['reply'] * 0.5
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
+    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    n = ref.shape[0] // 512
+    late = range(n // 3, n // 3 + 8)                 # 256 ms of reference arrives late
+    for lag_known in (True, False):
+        gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+        outs = []
+        for k in range(n):
+            i = k * 512
+            if k not in late or not lag_known:
+                if k == late[-1] + 1 and lag_known:  # the late reference, then this block
+                    for j in late:
+                        gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
+                gate.playback(ref[i:i + 512], T0 + i * 62500, 'r')
+            outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+        ints = [o for o in outs if isinstance(o, InterruptOut)]
+        if lag_known:
+            assert not ints and gate.stats.barge_held >= 6 and gate.stats.turns == 0
+        else:
+            assert not ints and gate.stats.barge_held == 0   # nothing late: nothing held
+    # after the player reports the reply done, blocks past its end are judged again
+    gate.playback_done('r')
+    assert gate._reference_known(T0 + 100 * 10**9)
+
+
 def test_user_speech_over_echo_barges_in(speech):
     gate, outs = run_echo(speech['reply'], speech['user'], user_at=2.0)
     ints = [(k, o) for k, o in outs if isinstance(o, InterruptOut)]
@@ -331,7 +381,7 @@ def test_gate_always_on_turn_boundaries(silero, speech):
     assert len(ends) == 1
     truth = sc.segments[0]
     err_ms = (ends[0].speech_end_ns - T0) / 1e6 - truth.end_s * 1000
-    assert -100 <= err_ms <= 150, err_ms
+    assert -60 <= err_ms <= 60, err_ms          # vad.end_offset_ms compensates Silero's lag
     pieces = [o for o in outs if isinstance(o, PieceOut)]
     assert pieces[-1].is_final and [p.seq for p in pieces] == list(range(len(pieces)))
     first = (pieces[0].stamp_ns - T0) / 1e9
@@ -355,7 +405,68 @@ def test_gate_wake_word_required(silero, speech):
     wake_t = (wakes[0].stamp_ns - T0) / 1e9
     assert sc.segments[1].start_s <= wake_t <= sc.segments[1].end_s + 0.5
     err_ms = (ends[0].speech_end_ns - T0) / 1e6 - sc.segments[2].end_s * 1000
-    assert -100 <= err_ms <= 150
+    assert -60 <= err_ms <= 60, err_ms
+    # the wake engine idled through the leading silence (VAD-gated)
+    assert gate.stats.wake_blocks < gate.stats.blocks
+
+
+class CountingWake:
+    """Records what the gate feeds a wake engine (glue test double)."""
+
+    name = 'counting'
+    acoustic = True
+
+    def __init__(self) -> None:
+        self.fed: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        self.fed = []
+
+    def process(self, block):
+        self.fed.append(block.copy())
+        return None
+
+
+def test_wake_engine_runs_only_around_voice_with_buffered_start(silero, speech):
+    n0 = 94 * 512                               # ~3 s of room noise, whole blocks
+    noise = np.random.default_rng(3).normal(0, 10 ** (-55 / 20), n0).astype(np.float32)
+    x = np.concatenate([noise, speech['hj'] * 0.5, noise[:16000 * 2]])
+    wake = CountingWake()
+    silero.reset()
+    gate = VoiceGate(GateConfig(wake_buffer_ms=1500, wake_hangover_ms=1000), silero, wake)
+    feed(gate, x[:n0])
+    assert wake.fed == [], 'wake engine ran on room noise'
+    feed(gate, x[n0:], T0 + 94 * 32_000_000)
+    fed = np.concatenate(wake.fed)
+    # it got one contiguous stretch of the input that starts well before the voice (the
+    # buffered audio), so the start of the wake word is not lost ...
+    starts = [j for j in range(x.shape[0] // 512) if np.array_equal(x[j * 512:j * 512 + 512],
+                                                                     fed[:512])]
+    assert len(starts) == 1
+    j0 = starts[0] * 512
+    assert np.array_equal(fed, x[j0:j0 + fed.shape[0]])
+    assert j0 <= n0 - 8000
+    # ... and it stopped again after the hangover, before the end of the trailing noise
+    assert j0 + fed.shape[0] < x.shape[0] - 8000
+    # always-on (wake.vad_threshold = 0) feeds every block
+    wake2 = CountingWake()
+    gate2 = VoiceGate(GateConfig(wake_vad_threshold=0.0), silero, wake2)
+    feed(gate2, noise)
+    assert len(wake2.fed) == noise.shape[0] // 512
+
+
+def test_gated_vad_skips_digital_silence(silero, speech):
+    g = GatedVad(silero, None, hangover=4)
+    g.reset()
+    probs = [g.prob(b) for b in blocks(np.zeros(16000, np.float32))]
+    assert max(probs) < 0.2 and g.calls == 4 and g.skipped == len(probs) - 4
+    x = np.concatenate([speech['q'], np.zeros(8000, np.float32)])
+    probs = [g.prob(b) for b in blocks(x)]
+    assert max(probs) > 0.9
+    # quiet room noise is not digital silence: Silero keeps running
+    calls = g.calls
+    g.prob(np.full(512, 3e-4, np.float32))
+    assert g.calls == calls + 1
 
 
 def test_gate_push_to_talk(silero, speech):

@@ -71,7 +71,8 @@ def test_wake_word_and_utterance_boundaries(probe, node_process, tmp_path):
     t0 = timeutil.from_msg(f0.header.stamp) - (f0.seq - 1) * 32_000_000
     truth_ns = t0 + int((0.5 + sc.segments[2].end_s) * NS)
     err_ms = (timeutil.from_msg(ends[0].speech_end) - truth_ns) / 1e6
-    assert -100 <= err_ms <= 200, err_ms
+    # vad.end_offset_ms compensates Silero's lag: the bench's fixtures are within +-40 ms
+    assert -60 <= err_ms <= 60, err_ms
     pieces = sorted([u for u in utts if u.turn_id == tid], key=lambda u: u.seq)
     assert pieces and pieces[-1].is_final and not pieces[-1].discarded
     assert [p.seq for p in pieces] == list(range(len(pieces)))
@@ -87,7 +88,14 @@ def test_wake_word_and_utterance_boundaries(probe, node_process, tmp_path):
 
 class MicSim:
     """Publishes real-time microphone frames: the played reference (from audio/playback)
-    through a simulated echo path, plus noise, plus optional user speech."""
+    through a simulated echo path, plus noise, plus optional user speech.
+
+    In a room the played sound is always in the microphone. Here it only is if the sim has
+    received the reference in time; on a starved machine (CPU shared with other jobs) a
+    reference frame can arrive late, and a mic frame made without it is not what a room
+    would record (the canceller then "removes" echo that is not there). So while reference
+    frames are flowing, a mic frame waits (bounded) for its echo window; it keeps its
+    capture stamp, like a real driver that delivers a frame late."""
 
     def __init__(self, probe, delay_ms=60.0, gain=0.5, noise_db=-55.0) -> None:
         AudioFrame = _msgs()[0]
@@ -105,6 +113,8 @@ class MicSim:
         self.user: np.ndarray | None = None
         self.gaps = 0
         self.last_seq = 0
+        self.last_ref_at = 0.0
+        self.late = 0                 # frames made without their (late) reference
         self.user_at_ns = 0
         self.stop = threading.Event()
         self.rng = np.random.default_rng(0)
@@ -117,6 +127,13 @@ class MicSim:
         a = self._from_frame(msg)
         with self.lock:
             self.timeline.write(a.mono, a.stamp_ns)
+            self.last_ref_at = time.monotonic()
+
+    def _echo_ready(self, t: int) -> bool:
+        need = t - self.delay * NS // 16000 + 32_000_000
+        with self.lock:
+            return (self.timeline.last_write_ns >= need
+                    or time.monotonic() - self.last_ref_at > 0.3)
 
     def say(self, x: np.ndarray, at_ns: int) -> None:
         self.user, self.user_at_ns = x, at_ns
@@ -128,6 +145,10 @@ class MicSim:
             wait = (t + 32_000_000 - time.time_ns()) / NS
             if wait > 0:
                 time.sleep(wait)
+            deadline = time.monotonic() + 0.5
+            while not self._echo_ready(t) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.late += not self._echo_ready(t)
             idx = self.timeline.index(t)
             with self.lock:
                 ref = self.timeline.read(idx - self.delay, 512)
@@ -190,7 +211,9 @@ def test_echo_does_not_barge_in_but_user_does_and_player_flushes(probe, node_pro
                                    and e.turn_id == 'replyA' for e in events),
                        reply16.shape[0] / 16000 + 8, 'replyA finished', procs)
         time.sleep(0.5)
-        assert not ints, f'false barge-in on own echo: {ints} (sim missed {mic.gaps} refs)'
+        assert not ints, (f'false barge-in on own echo: {ints} (sim missed {mic.gaps} refs, '
+                          f'{mic.late} mic frames made without their late reference)\n'
+                          f'{gate.log()[-3000:]}')
         assert not any(a.event == VoiceActivity.BARGE_IN for a in acts)
         fin = [e for e in events if e.turn_id == 'replyA' and e.event == done][0]
         assert fin.segments_complete == 2
@@ -219,3 +242,215 @@ def test_echo_does_not_barge_in_but_user_does_and_player_flushes(probe, node_pro
         mic.stop.set()
         mic.thread.join(2)
     assert gate.alive() and player.alive()
+
+
+def _write_bag(path, audio16k: np.ndarray, start_ns: int):
+    """An mcap rosbag2 of 32 ms AudioFrames on /audio/in (wallie.bags when installed)."""
+    try:
+        from wallie.bags import write_audio_bag
+    except ImportError:                       # bringup package absent: same thing by hand
+        from pathlib import Path
+
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+        ts = get_typestore(Stores.ROS2_JAZZY)
+        msgdef = (Path(__file__).resolve().parents[2] / 'wallie_interfaces' / 'msg' /
+                  'AudioFrame.msg').read_text()
+        name = 'wallie_interfaces/msg/AudioFrame'
+        ts.register(get_types_from_msg(msgdef, name))
+        T, H = ts.types[name], ts.types['std_msgs/msg/Header']
+        Time = ts.types['builtin_interfaces/msg/Time']
+        pcm = (np.clip(audio16k, -1, 1) * 32767).astype('<i2')
+        with Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP) as w:
+            conn = w.add_connection('/audio/in', name, typestore=ts)
+            for seq, i in enumerate(range(0, pcm.shape[0], 512)):
+                st = start_ns + i * 62500
+                m = T(header=H(stamp=Time(sec=st // NS, nanosec=st % NS), frame_id='bag'),
+                      sample_rate=16000, channels=1, encoding='S16LE', seq=seq, stream_id='',
+                      segment=0, end_of_segment=False, end_of_stream=False,
+                      data=np.frombuffer(pcm[i:i + 512].tobytes(), np.uint8))
+                w.write(conn, st, ts.serialize_cdr(m, name))
+        return path
+    return write_audio_bag(path, audio16k, 16000, 32, start_ns=start_ns)
+
+
+def test_capture_replays_a_bag_with_its_original_timing(probe, node_process, tmp_path):
+    AudioFrame = _msgs()[0]
+    from wallie_common import timeutil
+    from wallie_common.conversions import frame_to_audio
+    from wallie_common.qos import AUDIO_QOS
+    n = 63 * 512                                            # 2.016 s, whole 32 ms frames
+    t = np.arange(n) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(t * 3))).astype(np.float32) / 2
+    bag = _write_bag(tmp_path / 'mic_bag', audio, start_ns=1_600_000_000 * NS)
+    got: list = []
+    sub = probe.node.create_subscription(AudioFrame, 'audio/in',
+                                         lambda m: got.append((time.monotonic(), m)), AUDIO_QOS)
+    cap = node_process('capture_node', params={
+        'source': 'bag', 'bag.path': str(bag), 'bag.realtime': True})
+    # replay starts at activation: make sure the probe hears it from the first frame
+    assert probe.lifecycle('capture', 'configure')
+    probe.wait_for(lambda: sub.get_publisher_count() == 1, 10, 'capture publisher', [cap])
+    time.sleep(0.3)
+    assert probe.lifecycle('capture', 'activate')
+    probe.wait_for(lambda: len(got) >= 63 or not cap.alive(), 10, 'replayed frames', [cap])
+    time.sleep(0.3)
+    assert cap.alive()
+    assert len(got) == 63, f'{len(got)} frames (best effort: none should drop on localhost)'
+    arrivals = np.array([a for a, _ in got])
+    msgs = [m for _, m in got]
+    # the recorded spacing: 32 ms apart in real time, the whole bag in ~2 s
+    span = arrivals[-1] - arrivals[0]
+    assert 62 * 0.032 - 0.15 <= span <= 62 * 0.032 + 0.3, span
+    assert np.median(np.diff(arrivals)) == pytest.approx(0.032, abs=0.008)
+    # stamps: the recording's, moved onto the live clock (within the replay's start)
+    stamps = np.array([timeutil.from_msg(m.header.stamp) for m in msgs])
+    assert set(np.diff(stamps)) == {32_000_000}
+    assert abs(stamps[0] - time.time_ns()) < 10 * NS
+    # the samples are the bag's, in order
+    out = np.concatenate([frame_to_audio(m).mono for m in msgs])
+    assert np.max(np.abs(out - audio)) < 1e-4
+
+
+def test_push_to_talk_and_listen_action(probe, node_process):
+    _, _, _, _, UtteranceAudio, VoiceActivity, WakeWord = _msgs()
+    from rclpy.action import ActionClient
+    from std_srvs.srv import SetBool
+
+    from wallie_common.qos import UTTERANCE_QOS
+    from wallie_interfaces.action import Listen
+    from wallie_interfaces.msg import Transcript
+    acts = probe.subscribe('voice/activity', VoiceActivity)
+    wakes = probe.subscribe('voice/wake', WakeWord)
+    utts = probe.subscribe('voice/utterance', UtteranceAudio, UTTERANCE_QOS)
+    asr = probe.publisher('transcript', Transcript)
+    # an acoustic wake word is configured: only push-to-talk / listen can open these turns
+    gate = node_process('gate_node', params={
+        'autostart': True, 'wake.engine': 'openwakeword', 'wake.followup_ms': 0,
+        'endpoint.min_silence_ms': 2000})
+    probe.wait_for_topic('voice/activity', procs=[gate])
+    q = F.synth('what is the capital of france')
+    q = q * (0.5 / float(np.max(np.abs(q))))
+    dur = q.shape[0] / 16000
+    mic = MicSim(probe)
+    mic.thread.start()
+
+    def event(kind, tid):
+        return [a for a in acts if a.event == kind and a.turn_id == tid]
+    try:
+        # -- push-to-talk: press -> a turn without the wake word; release ends it at once
+        res = probe.call(SetBool, 'push_to_talk', SetBool.Request(data=True))
+        assert res.success and res.message, res.message
+        tid = res.message
+        mic.say(q, time.time_ns() + 200_000_000)
+        probe.wait_for(lambda: event(VoiceActivity.SPEECH_START, tid), dur + 3,
+                       'SPEECH_START in the push-to-talk turn', [gate])
+        time.sleep(max(0.0, dur - 0.2) + 0.5)                 # speech over, 2 s silence not
+        released = time.monotonic()
+        res = probe.call(SetBool, 'push_to_talk', SetBool.Request(data=False))
+        assert res.success and res.message == tid
+        probe.wait_for(lambda: event(VoiceActivity.END_OF_TURN, tid), 1.2,
+                       'END_OF_TURN right after the release (not after 2 s silence)', [gate])
+        assert time.monotonic() - released < 1.2
+        assert any(u.turn_id == tid and u.is_final and not u.discarded for u in utts)
+        assert not [w for w in wakes if w.engine == 'openwakeword']
+
+        # -- listen action: opens the mic, returns the final transcript of that turn
+        ok = probe.set_params('voice_gate', **{'endpoint.min_silence_ms': 400})
+        assert ok[0].successful
+        client = ActionClient(probe.node, Listen, 'listen')
+        assert client.wait_for_server(timeout_sec=10)
+        feedback: list = []
+        n_wakes = len(wakes)
+        fut = client.send_goal_async(Listen.Goal(timeout_s=10.0, require_wake=False),
+                                     feedback_callback=lambda f: feedback.append(
+                                         f.feedback.partial))
+        probe.wait_for(fut.done, 5, 'listen goal response', [gate])
+        handle = fut.result()
+        assert handle.accepted
+        result = handle.get_result_async()
+        probe.wait_for(lambda: len(wakes) > n_wakes, 3, 'listen turn opened', [gate])
+        ltid = wakes[-1].turn_id
+        assert wakes[-1].engine == 'service' and ltid != tid
+        mic.say(q, time.time_ns() + 200_000_000)
+        probe.wait_for(lambda: any(u.turn_id == ltid and u.is_final for u in utts), dur + 4,
+                       'final utterance of the listen turn', [gate])
+        # play the ASR: a partial (-> action feedback), then the final
+        asr.publish(Transcript(turn_id=ltid, text='what is the', is_final=False))
+        probe.wait_for(lambda: feedback, 3, 'listen feedback', [gate])
+        asr.publish(Transcript(turn_id=ltid, text='what is the capital of france',
+                               is_final=True))
+        probe.wait_for(result.done, 5, 'listen result', [gate])
+        r = result.result().result
+        assert r.error_code == Listen.Result.SUCCESS, r.error_message
+        assert (r.text, r.turn_id) == ('what is the capital of france', ltid)
+        assert feedback == ['what is the']
+
+        # -- listen with nobody speaking times out with a reason
+        fut = client.send_goal_async(Listen.Goal(timeout_s=1.0, require_wake=False))
+        probe.wait_for(fut.done, 5, 'listen goal response', [gate])
+        result = fut.result().get_result_async()
+        probe.wait_for(result.done, 5, 'listen timeout', [gate])
+        r = result.result().result
+        assert r.error_code == Listen.Result.TIMEOUT and 'no final transcript' in r.error_message
+    finally:
+        mic.stop.set()
+        mic.thread.join(2)
+    assert gate.alive()
+
+
+def test_lifecycle_loop_then_a_good_turn(probe, node_process, tmp_path):
+    AudioFrame, _, PlaybackEvent, _, UtteranceAudio, VoiceActivity, _ = _msgs()
+    from wallie_common.qos import REPLY_AUDIO_QOS, UTTERANCE_QOS
+    sc = F.scene([('silence', 0.3), ('speech', ('set a timer for ten minutes', 'en-us')),
+                  ('silence', 1.2)], noise_db=-55)
+    wav = sc.write(tmp_path / 'turn.wav')
+    acts = probe.subscribe('voice/activity', VoiceActivity)
+    utts = probe.subscribe('voice/utterance', UtteranceAudio, UTTERANCE_QOS)
+    events = probe.subscribe('playback/events', PlaybackEvent)
+    out = probe.publisher('audio/out', AudioFrame, REPLY_AUDIO_QOS)
+    gate = node_process('gate_node', params={'wake.engine': 'none'})
+    player = node_process('player_node', params={'sink': 'null'})
+    cap = node_process('capture_node', params={
+        'source': 'file', 'file.path': str(wav), 'file.realtime': True,
+        'file.lead_silence_s': 2.0})
+    procs = [gate, player, cap]
+    names = ('voice_gate', 'player', 'capture')
+    for name in names:
+        probe.activate(name)
+    for _ in range(2):
+        for name in names:
+            for step in ('deactivate', 'cleanup', 'configure', 'activate'):
+                assert probe.lifecycle(name, step), f'{name}: {step} failed'
+    assert [probe.lifecycle_state(n) for n in names] == ['active'] * 3
+    # one publisher / subscription per topic, as after a single configure
+    want_pubs = {'/audio/in': 1, '/voice/activity': 1, '/voice/utterance': 1,
+                 '/interrupt': 1, '/audio/playback': 1, '/playback/events': 1}
+    want_subs = {'/audio/in': 1, '/audio/playback': 1, '/transcript': 1, '/audio/out': 1,
+                 '/playback/events': 1, '/interrupt': 1}
+    probe_subs = {'/playback/events': 1}          # the probe's own subscription
+    node = probe.node
+
+    def counts():
+        return ({t: node.count_publishers(t) for t in want_pubs},
+                {t: node.count_subscribers(t) - probe_subs.get(t, 0) for t in want_subs})
+    probe.wait_for(lambda: counts() == (want_pubs, want_subs), 10,
+                   f'entity counts {want_pubs} {want_subs}', procs)
+    # ... and a good turn still works, once
+    probe.wait_for(lambda: any(a.event == VoiceActivity.END_OF_TURN for a in acts),
+                   2.0 + sc.duration_s + 10, 'END_OF_TURN after the lifecycle loop', procs)
+    time.sleep(0.3)
+    kinds = [a.event for a in acts]
+    assert kinds.count(VoiceActivity.SPEECH_START) == 1
+    assert kinds.count(VoiceActivity.END_OF_TURN) == 1, kinds
+    tid = [a for a in acts if a.event == VoiceActivity.END_OF_TURN][0].turn_id
+    pieces = sorted((u for u in utts if u.turn_id == tid), key=lambda u: u.seq)
+    assert [p.seq for p in pieces] == list(range(len(pieces))) and pieces[-1].is_final
+    # the player plays a reply exactly once (a duplicate subscription would double it)
+    _publish_reply(out, 'after_loop', np.full(22050, 0.1, np.float32))
+    probe.wait_for(lambda: any(e.event == PlaybackEvent.FINISHED for e in events), 6,
+                   'reply FINISHED', procs)
+    time.sleep(0.2)
+    fin = [e for e in events if e.event == PlaybackEvent.FINISHED]
+    assert len(fin) == 1 and abs(fin[0].played_s - 1.0) < 0.1, fin
+    assert all(p.alive() for p in procs)

@@ -1,20 +1,26 @@
 """Benchmark of the audio front end (engines only, no ROS): `python -m wallie_audio.bench`.
 
 Reports, over espeak-ng fixtures generated deterministically at start:
-- CPU per 32 ms frame for VAD (Silero) + wake (openWakeWord hey_jarvis), median / p95 / mean,
-  over repeated runs (thread CPU time, so other load on the machine matters less);
-- endpoint error (ms): detected acoustic speech end vs the fixture's known speech end;
-- false / missed wakes on fixtures with and without the wake word (several voices, noise);
-- false barge-ins on own echo and detected barge-ins on user speech over echo;
+- CPU per 32 ms frame of the voice gate (VAD (Silero) + wake (openWakeWord hey_jarvis) +
+  endpointing), median / p95 / mean, over repeated runs (thread CPU time, so other load on
+  the machine matters less), for idle listening (room noise only) and for a wake + question
+  turn; with the wake engine VAD-gated (default) and always running (wake.vad_threshold=0);
+- endpoint error (ms): detected acoustic speech end vs the fixture's known speech end, with
+  the configured vad.end_offset_ms, and the raw VAD lag it compensates;
+- false / missed wakes on fixtures with and without the wake word (several voices, noise),
+  gated and always-on;
+- false barge-ins on own echo and detected barge-ins on user speech over echo (with ERLE);
 - flush latency of the player engine (interrupt -> output silent), null sink.
-Writes JSON (default: wallie_audio_bench.json).
+Writes JSON (default: bench-results/wallie_audio_bench.json, git-ignored).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,33 +64,47 @@ def feed(gate, audio, t0=T0, cpu=None):
 
 
 def bench_cpu(repeats: int) -> dict:
-    sc = F.scene([('silence', 2.0), ('wake', ('hey jarvis', 'en-us')), ('silence', 0.3),
-                  ('speech', (QUESTIONS[0], 'en-us')), ('silence', 3.0)], noise_db=-55)
-    out = {}
-    for name, prefilter in (('silero+oww', False), ('webrtc+silero+oww', True)):
-        per_frame: list[float] = []
-        for _ in range(repeats):
-            from wallie_audio.vad import WebRtcPrefilter
-            vad = GatedVad(SileroVad(), WebRtcPrefilter(2) if prefilter else None)
-            gate = VoiceGate(GateConfig(), vad, OpenWakeWord(['hey_jarvis']))
-            feed(gate, sc.audio, cpu=per_frame)
-        s = stats(per_frame)
-        s['core_percent_mean'] = s['mean'] / 32.0 * 100
-        out[name] = s
+    from wallie_audio.vad import WebRtcPrefilter
+    scenes = {
+        'idle': F.scene([('silence', 10.0)], noise_db=-55),
+        'turn': F.scene([('silence', 2.0), ('wake', ('hey jarvis', 'en-us')), ('silence', 0.3),
+                         ('speech', (QUESTIONS[0], 'en-us')), ('silence', 3.0)],
+                        noise_db=-55),
+    }
+    variants = (('silero+oww gated', 0.2, False), ('silero+oww always', 0.0, False),
+                ('webrtc+silero+oww gated', 0.2, True))
+    out: dict = {}
+    for scene_name, sc in scenes.items():
+        for name, gate_th, prefilter in variants:
+            per_frame: list[float] = []
+            wake_frac = []
+            for _ in range(repeats):
+                vad = GatedVad(SileroVad(), WebRtcPrefilter(2) if prefilter else None)
+                gate = VoiceGate(GateConfig(wake_vad_threshold=gate_th), vad,
+                                 OpenWakeWord(['hey_jarvis']))
+                feed(gate, sc.audio, cpu=per_frame)
+                wake_frac.append(gate.stats.wake_blocks / max(1, gate.stats.blocks))
+            s = stats(per_frame)
+            s['core_percent_mean'] = s['mean'] / 32.0 * 100
+            s['wake_engine_share'] = float(np.mean(wake_frac))
+            out[f'{scene_name}: {name}'] = s
     return out
 
 
 def bench_endpoint() -> dict:
     errs = []
+    lags = []
     rows = []
     vad = SileroVad()
+    config = GateConfig()
+    offset = config.endpoint.end_offset_ms
     for voice in F.VOICES:
         for q in QUESTIONS:
             for noise in (None, -45.0):
                 sc = F.scene([('silence', 1.0), ('speech', (q, voice)), ('silence', 1.5)],
                              noise_db=noise)
                 vad.reset()
-                outs = feed(VoiceGate(GateConfig(), vad, NoWake()), sc.audio)
+                outs = feed(VoiceGate(config, GatedVad(vad), NoWake()), sc.audio)
                 ends = [o for o in outs if isinstance(o, ActivityOut) and o.kind == END_OF_TURN]
                 if not ends:
                     rows.append({'voice': voice, 'text': q, 'noise_db': noise, 'missed': True})
@@ -93,17 +113,21 @@ def bench_endpoint() -> dict:
                 err = (ends[-1].speech_end_ns - T0) / 1e6 - truth
                 decide = (ends[-1].stamp_ns - T0) / 1e6 - truth
                 errs.append(err)
+                lags.append(err + offset)
                 rows.append({'voice': voice, 'text': q, 'noise_db': noise, 'turns': len(ends),
                              'speech_end_error_ms': round(err, 1),
                              'endpoint_after_speech_end_ms': round(decide, 1)})
-    return {'speech_end_error_ms': stats(errs),
-            'abs_error_ms': stats(np.abs(errs)), 'cases': rows}
+    return {'end_offset_ms': offset, 'speech_end_error_ms': stats(errs),
+            'abs_error_ms': stats(np.abs(errs)), 'raw_vad_lag_ms': stats(lags),
+            'suggested_end_offset_ms': int(round(float(np.median(lags)))) if lags else None,
+            'cases': rows}
 
 
 def bench_wake() -> dict:
     oww = OpenWakeWord(['hey_jarvis'])
     vad = SileroVad()
-    pos = neg = missed = false = 0
+    out: dict = {'engine': 'openwakeword/hey_jarvis'}
+    cases = []
     for voice in F.VOICES:
         for noise in (None, -40.0):
             for with_wake in (True, False):
@@ -111,19 +135,29 @@ def bench_wake() -> dict:
                 if with_wake:
                     parts += [('wake', ('hey jarvis', voice)), ('silence', 0.3)]
                 parts += [('speech', (QUESTIONS[1], voice)), ('silence', 1.2)]
-                sc = F.scene(parts, noise_db=noise)
-                oww.reset()
-                vad.reset()
-                gate = VoiceGate(GateConfig(followup_ms=0), vad, oww)
-                wakes = [o for o in feed(gate, sc.audio) if isinstance(o, WakeOut)]
-                if with_wake:
-                    pos += 1
-                    missed += not wakes
-                else:
-                    neg += 1
-                    false += bool(wakes)
-    return {'engine': 'openwakeword/hey_jarvis', 'positives': pos, 'missed': missed,
-            'negatives': neg, 'false_wakes': false}
+                cases.append((with_wake, F.scene(parts, noise_db=noise)))
+    # speech right before the wake word (the gated engine must not lose its start)
+    for voice in F.VOICES:
+        cases.append((True, F.scene([('silence', 0.5), ('speech', (QUESTIONS[2], voice)),
+                                     ('silence', 0.4), ('wake', ('hey jarvis', voice)),
+                                     ('silence', 1.0)], noise_db=-50.0)))
+    for name, gate_th in (('gated', GateConfig().wake_vad_threshold), ('always', 0.0)):
+        pos = neg = missed = false = 0
+        for with_wake, sc in cases:
+            oww.reset()
+            vad.reset()
+            gate = VoiceGate(GateConfig(followup_ms=0, wake_vad_threshold=gate_th),
+                             GatedVad(vad), oww)
+            wakes = [o for o in feed(gate, sc.audio) if isinstance(o, WakeOut)]
+            if with_wake:
+                pos += 1
+                missed += not wakes
+            else:
+                neg += 1
+                false += bool(wakes)
+        out[name] = {'positives': pos, 'missed': missed, 'negatives': neg,
+                     'false_wakes': false}
+    return out
 
 
 def bench_echo() -> dict:
@@ -140,7 +174,7 @@ def bench_echo() -> dict:
                 mic[32000:32000 + user.shape[0]] += user
             mic += np.random.default_rng(0).normal(0, 10 ** (-55 / 20), mic.shape).astype(
                 np.float32)
-            gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+            gate = VoiceGate(GateConfig(), GatedVad(SileroVad()), NoWake(), EchoCanceller())
             ints = []
             for k in range(mic.shape[0] // 512):
                 i = k * 512
@@ -177,28 +211,47 @@ def bench_flush(repeats: int) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--repeats', type=int, default=5)
-    ap.add_argument('--out', default='wallie_audio_bench.json')
+    ap.add_argument('--out', default='bench-results/wallie_audio_bench.json',
+                    help='JSON output file (directories are created)')
     args = ap.parse_args(argv)
-    res = {'cpu_per_frame_ms': bench_cpu(args.repeats), 'endpoint': bench_endpoint(),
+    res = {'config': _jsonable(dataclasses.asdict(GateConfig())),
+           'cpu_per_frame_ms': bench_cpu(args.repeats), 'endpoint': bench_endpoint(),
            'wake': bench_wake(), 'echo': bench_echo(), 'flush': bench_flush(args.repeats * 4)}
-    print('CPU per 32 ms frame (VAD + wake), ms:')
+    print('CPU per 32 ms frame (voice gate: VAD + wake + endpointing), ms:')
     for k, v in res['cpu_per_frame_ms'].items():
-        print(f"  {k:20s} median {v['median']:.3f}  p95 {v['p95']:.3f}  mean {v['mean']:.3f}"
-              f"  ({v['core_percent_mean']:.1f}% of a core)")
-    e = res['endpoint']['speech_end_error_ms']
-    print(f"Speech-end error vs fixtures (ms): median {e['median']:.1f} p95 {e['p95']:.1f} "
-          f"min {e['min']:.1f} max {e['max']:.1f} (n={e['n']})")
-    w = res['wake']
-    print(f"Wake: missed {w['missed']}/{w['positives']}, false {w['false_wakes']}/"
-          f"{w['negatives']}")
+        print(f"  {k:32s} median {v['median']:.3f}  p95 {v['p95']:.3f}  mean {v['mean']:.3f}"
+              f"  ({v['core_percent_mean']:.1f}% of a core; wake engine on "
+              f"{v['wake_engine_share'] * 100:.0f}% of frames)")
+    ep = res['endpoint']
+    e, lag = ep['speech_end_error_ms'], ep['raw_vad_lag_ms']
+    print(f"Speech-end error vs fixtures (ms, vad.end_offset_ms={ep['end_offset_ms']}): "
+          f"median {e['median']:.1f} p95 {e['p95']:.1f} min {e['min']:.1f} max {e['max']:.1f}"
+          f" (n={e['n']}); |error| median {ep['abs_error_ms']['median']:.1f}")
+    print(f"  raw VAD lag (offset 0): median {lag['median']:.1f} -> suggested "
+          f"vad.end_offset_ms {ep['suggested_end_offset_ms']}")
+    for name in ('gated', 'always'):
+        w = res['wake'][name]
+        print(f"Wake ({name:6s}): missed {w['missed']}/{w['positives']}, false "
+              f"{w['false_wakes']}/{w['negatives']}")
     ec = res['echo']
+    erle = [c['erle_db'] for c in ec['cases'] if not c['user_speech']]
     print(f"Echo: false barge-ins {ec['false_barge_ins']}, missed barge-ins "
-          f"{ec['missed_barge_ins']} over {len(ec['cases'])} cases")
+          f"{ec['missed_barge_ins']} over {len(ec['cases'])} cases; ERLE (echo only) "
+          f"{min(erle):.1f}..{max(erle):.1f} dB")
     f = res['flush']['flush_ms']
     print(f"Flush (ms): median {f['median']:.2f} p95 {f['p95']:.2f} max {f['max']:.2f}")
-    with open(args.out, 'w') as fh:
-        json.dump(res, fh, indent=2)
-    print(f'wrote {args.out}')
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f'wrote {out}')
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
 
 
 if __name__ == '__main__':

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.publisher import Publisher
 
 from wallie_audio import config as C
 from wallie_audio.gate_node import _params
@@ -20,6 +20,7 @@ from wallie_audio.sources import (
     Framer,
     audio_common_to_samples,
     frame_samples,
+    paced_replay,
 )
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
@@ -27,8 +28,6 @@ from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS
 from wallie_common.runtime import run_node
 from wallie_interfaces.msg import AudioFrame
-
-NS = 1_000_000_000
 
 
 def read_bag_frames(path: str, topic: str = '/audio/in') -> Iterator[tuple[int, bytes]]:
@@ -55,15 +54,18 @@ class CaptureNode(StageNode):
         self._topic_sub = None
         self._cleaner = FrameCleaner()
         self._framer: Framer | None = None
+        self.pub: Publisher | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
-        self.pub = self.create_publisher(AudioFrame, 'audio/in', AUDIO_QOS)
         err = self._check_source()
         if err:
             self.get_logger().error(err)
             self.diag.error(err)
             return TransitionCallbackReturn.FAILURE
+        self._cleaner = FrameCleaner()
+        if self.pub is None:
+            self.pub = self.create_publisher(AudioFrame, 'audio/in', AUDIO_QOS)
         self.diag.ok('configured', source=self.params['source'])
         return TransitionCallbackReturn.SUCCESS
 
@@ -78,14 +80,20 @@ class CaptureNode(StageNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._active = False
-        self._stop_source()
+        self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        """Stop the source and destroy what on_configure created (re-configurable)."""
         self._active = False
         self._stop_source()
-        return TransitionCallbackReturn.SUCCESS
+        if self.pub is not None:
+            self.destroy_publisher(self.pub)
+            self.pub = None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         if self.needs_reload(changed) and self._active:
@@ -176,31 +184,25 @@ class CaptureNode(StageNode):
             self.diag.error(f'capture source failed: {exc}')
 
     def _bag_frames(self, stop: threading.Event) -> Iterator[tuple[np.ndarray, int]]:
-        from rclpy.serialization import deserialize_message
+        """The bag's AudioFrames, paced by their recorded times, re-stamped onto now."""
         p = self.params
         framer = Framer(frame_samples(p['frame_ms']))
-        start_wall = time.time_ns()
-        start_mono = time.monotonic_ns()
-        produced = 0
-        for _stamp, raw in read_bag_frames(p['bag.path'], p['bag.topic']):
-            if stop.is_set():
-                return
+        for chunk, stamp in paced_replay(self._bag_chunks(), p['bag.realtime'], stop):
+            yield from framer.push(chunk, stamp)
+
+    def _bag_chunks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        from rclpy.serialization import deserialize_message
+        p = self.params
+        for log_ns, raw in read_bag_frames(p['bag.path'], p['bag.topic']):
             try:
                 msg = deserialize_message(raw, AudioFrame)
                 audio = frame_to_audio(msg)
                 x, _ = self._cleaner.clean(audio.samples, audio.sample_rate)
-            except (BadAudio, BadFrame, Exception) as exc:
+            except Exception as exc:    # BadAudio, BadFrame, undecodable CDR
                 self.warn_throttled('bag_bad_frame', f'skipping bad bag frame: {exc}')
+                self.diag.count('bag_bad_frames')
                 continue
-            # re-stamp on the live clock, keeping the audio's own pacing
-            for block, _ in framer.push(x, start_wall + produced * NS // 16000):
-                produced += block.shape[0]
-                stamp = start_wall + (produced - block.shape[0]) * NS // 16000
-                if p['bag.realtime']:
-                    wait = (start_mono + produced * NS // 16000 - time.monotonic_ns()) / NS
-                    if wait > 0 and stop.wait(wait):
-                        return
-                yield block, stamp
+            yield log_ns, timeutil.from_msg(msg.header.stamp), x
 
     def _subscribe_topic(self) -> None:
         p = self.params
@@ -242,10 +244,11 @@ class CaptureNode(StageNode):
             self._publish(block, st)
 
     def _publish(self, block: np.ndarray, stamp: int) -> None:
-        if not self._active:
+        pub = self.pub
+        if not self._active or pub is None:
             return
         self._seq += 1
-        self.pub.publish(audio_to_frame(block, 16000, stamp, seq=self._seq,
+        pub.publish(audio_to_frame(block, 16000, stamp, seq=self._seq,
                                         frame_id=self.params['source']))
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from wallie_audio.echo import EchoConfig
-from wallie_audio.endpoint import EndpointConfig
+from wallie_audio.endpoint import VAD_END_LAG_MS, EndpointConfig
 from wallie_audio.gate import ECHO_MODES, GateConfig
 from wallie_audio.wake import ENGINES
 
@@ -37,6 +37,10 @@ GATE_SPECS: tuple[Spec, ...] = (
     Spec('vad.webrtc_prefilter', False, 'Run webrtcvad first and skip Silero on blocks it '
          'calls silence (saves CPU in quiet rooms).'),
     Spec('vad.webrtc_aggressiveness', 2, 'webrtcvad aggressiveness 0 (lenient) .. 3.', 0, 3),
+    Spec('vad.end_offset_ms', VAD_END_LAG_MS, 'The VAD calls audio speech for a while after '
+         'the voice stops: the reported acoustic speech end (speech_end stamps) is this much '
+         'before the end of the last voiced block, ms (default tuned on the fixtures).',
+         0, 300),
     Spec('vad.model_path', '', 'Explicit Silero ONNX file; empty = model store '
          '(silero-vad-v6).', reload=True),
     Spec('endpoint.speech_start_ms', 64, 'Voiced time that confirms a speech start '
@@ -58,6 +62,13 @@ GATE_SPECS: tuple[Spec, ...] = (
          'name/path, a Porcupine keyword or .ppn, or the transcript phrase (e.g. wallie).'),
     Spec('wake.sensitivity', 0.5, 'Wake sensitivity 0 (strict) .. 1 (eager) '
          '(brief: wake_word_sensitivity).', 0.0, 1.0),
+    Spec('wake.vad_threshold', 0.2, 'CPU saver: the acoustic wake engine runs only around '
+         'voice, from a block whose VAD probability reaches this (0 = run it on every '
+         'block).', 0.0, 0.99),
+    Spec('wake.buffer_ms', 1500, 'Audio kept while the wake engine idles and fed to it when '
+         'voice starts, so the start of the wake word is not lost, ms.', 500, 5000),
+    Spec('wake.hangover_ms', 1000, 'The wake engine keeps running this long after the last '
+         'voiced block, ms.', 0, 10000),
     Spec('wake.access_key', '', 'Picovoice AccessKey (only for Porcupine >= 2 / custom .ppn).'),
     Spec('wake.listen_timeout_ms', 5000, 'After a wake word / push-to-talk / listen: give up '
          'if no speech starts within this time, ms.', 500, 60000),
@@ -133,7 +144,8 @@ def endpoint_config(p: Mapping[str, Any]) -> EndpointConfig:
         min_silence_ms=int(p['endpoint.min_silence_ms']),
         probable_end_ms=int(p['endpoint.probable_end_ms']),
         min_speech_ms=int(p['endpoint.min_speech_ms']),
-        max_utterance_ms=int(p['endpoint.max_utterance_ms']))
+        max_utterance_ms=int(p['endpoint.max_utterance_ms']),
+        end_offset_ms=int(p['vad.end_offset_ms']))
 
 
 def gate_config(p: Mapping[str, Any]) -> GateConfig:
@@ -153,7 +165,10 @@ def gate_config(p: Mapping[str, Any]) -> GateConfig:
         echo_holdoff_ms=int(p['echo.holdoff_ms']),
         playback_tail_ms=int(p['echo.playback_tail_ms']),
         ring_seconds=float(p['ring.seconds']),
-        wake_phrase=str(phrase))
+        wake_phrase=str(phrase),
+        wake_vad_threshold=float(p['wake.vad_threshold']),
+        wake_buffer_ms=int(p['wake.buffer_ms']),
+        wake_hangover_ms=int(p['wake.hangover_ms']))
 
 
 def echo_config(p: Mapping[str, Any]) -> EchoConfig:

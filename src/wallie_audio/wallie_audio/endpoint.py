@@ -13,6 +13,11 @@ import enum
 from dataclasses import dataclass
 
 MS = 1_000_000
+# Silero keeps a speech probability above threshold for a while after the voice stops (its
+# recurrent state and 32 ms blocks lag the acoustics). Tuned on the benchmark's espeak-ng
+# fixtures (3 voices x 3 questions, clean and at -45 dBFS noise) so that the median
+# speech-end error is ~0 ms: `python -m wallie_audio.bench` reports it.
+VAD_END_LAG_MS = 70
 
 
 @dataclass(frozen=True)
@@ -26,12 +31,13 @@ class EndpointConfig:
     probable_end_ms: int = 64       # silence after speech that signals "probably ended"
     min_speech_ms: int = 120        # voiced time below which the utterance is discarded
     max_utterance_ms: int = 15000   # forced endpoint after this much speech
+    end_offset_ms: int = VAD_END_LAG_MS  # reported speech end = last voiced block end - this
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.neg_threshold <= self.threshold <= 1.0:
             raise ValueError('need 0 <= neg_threshold <= threshold <= 1')
         for name in ('speech_start_ms', 'min_silence_ms', 'probable_end_ms',
-                     'min_speech_ms', 'max_utterance_ms'):
+                     'min_speech_ms', 'max_utterance_ms', 'end_offset_ms'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0')
 
@@ -94,6 +100,15 @@ class Endpointer:
     def last_voiced_end_ns(self) -> int:
         return self._last_voiced_end_ns
 
+    def _speech_end_ns(self) -> int:
+        """Acoustic speech end estimate: the end of the last voiced block, moved back by the
+        VAD's lag once silence was seen (not when speech is cut off by max length or a
+        push-to-talk release mid-word), never before the speech start."""
+        end = self._last_voiced_end_ns
+        if self.state is State.TRAILING:
+            end -= self.config.end_offset_ms * MS
+        return max(self._speech_start_ns, end)
+
     def step(self, prob: float, start_ns: int, dur_ns: int) -> list[Event]:
         """Feed one block [start_ns, start_ns + dur_ns) with speech probability `prob`."""
         c = self.config
@@ -142,7 +157,7 @@ class Endpointer:
                         and self._silence_ns < c.min_silence_ms * MS:
                     self._probable_sent = True
                     out.append(Event(Kind.PROBABLY_ENDED, end_ns, self._speech_start_ns,
-                                     self._last_voiced_end_ns, prob))
+                                     self._speech_end_ns(), prob))
                 if self._silence_ns >= c.min_silence_ms * MS:
                     out.append(self._finish(end_ns, prob, 'silence'))
                     return out
@@ -169,12 +184,13 @@ class Endpointer:
 
     def _finish(self, stamp_ns: int, prob: float, reason: str) -> Event:
         c = self.config
+        speech_end_ns = self._speech_end_ns()
         if self._speech_voiced_ns < c.min_speech_ms * MS:
-            ev = Event(Kind.DISCARD, stamp_ns, self._speech_start_ns, self._last_voiced_end_ns,
+            ev = Event(Kind.DISCARD, stamp_ns, self._speech_start_ns, speech_end_ns,
                        prob, f'only {self._speech_voiced_ns / MS:.0f} ms of speech '
                        f'(< min_speech_ms {c.min_speech_ms})')
         else:
-            ev = Event(Kind.END, stamp_ns, self._speech_start_ns, self._last_voiced_end_ns,
+            ev = Event(Kind.END, stamp_ns, self._speech_start_ns, speech_end_ns,
                        prob, reason)
         self.reset()
         return ev

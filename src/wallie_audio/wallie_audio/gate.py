@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -18,13 +19,14 @@ from wallie_audio.echo import EchoCanceller, EchoConfig, EchoInfo
 from wallie_audio.endpoint import EndpointConfig, Endpointer, Kind
 from wallie_audio.ring import AudioRing
 from wallie_audio.vad import Vad
-from wallie_audio.wake import NoWake, TranscriptWake, WakeEngine
+from wallie_audio.wake import NoWake, TranscriptWake, WakeEngine, WakeHit
 
 RATE = 16000
 BLOCK = 512
 BLOCK_NS = BLOCK * 1_000_000_000 // RATE
 MS = 1_000_000
 ECHO_MODES = ('suppress', 'half_duplex', 'off')
+REF_LATE_MAX_NS = 1_000_000_000  # a reference this late means the player stalled, not lag
 
 # VoiceActivity event names (the node maps them to the message constants)
 SPEECH_START = 'speech_start'
@@ -51,10 +53,19 @@ class GateConfig:
     playback_tail_ms: int = 300      # playback counts as "speaking" this long after it ends
     ring_seconds: float = 60.0       # microphone RAM ring length (<= 600)
     wake_phrase: str = ''            # transcript wake mode: phrase ASR must find
+    # CPU: the acoustic wake engine runs only around voice activity. It idles until a block's
+    # VAD probability reaches wake_vad_threshold (0 = always run it), then first catches up on
+    # the last wake_buffer_ms of audio (so the start of the wake word is not lost) and keeps
+    # running until wake_hangover_ms after the last such block.
+    wake_vad_threshold: float = 0.2
+    wake_buffer_ms: int = 1500
+    wake_hangover_ms: int = 1000
 
     def __post_init__(self) -> None:
         if self.echo_mode not in ECHO_MODES:
             raise ValueError(f'echo_mode must be one of {ECHO_MODES}')
+        if self.wake_buffer_ms < 0 or self.wake_hangover_ms < 0:
+            raise ValueError('wake_buffer_ms and wake_hangover_ms must be >= 0')
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,9 @@ class GateStats:
     barge_ins: int = 0
     echo_locked: bool = False
     echo_delay_ms: float = float('nan')
-    echo_erle_db: float = 0.0
+    echo_erle_db: float = 0.0        # smoothed ERLE of the last block with a locked echo path
+    wake_blocks: int = 0             # blocks the wake engine actually processed
+    barge_held: int = 0              # barge-in blocks not judged: their reference was late
 
 
 class VoiceGate:
@@ -159,12 +172,20 @@ class VoiceGate:
         self._barge_voiced = 0
         self._last_prob = 0.0
         self._ptt = False
+        self._playback_open = False          # reference frames are still coming
+        self._wake_pending: deque[np.ndarray] = deque(maxlen=self._wake_buffer_blocks())
+        self._wake_until_ns = 0              # wake engine runs until then (VAD-gated)
+
+    def _wake_buffer_blocks(self) -> int:
+        return max(1, math.ceil(self.config.wake_buffer_ms * MS / BLOCK_NS))
 
     # -- configuration ---------------------------------------------------------------
     def reconfigure(self, config: GateConfig) -> None:
         """Apply new parameters live (the current turn continues)."""
         self.config = config
         self.endpointer.reconfigure(config.endpoint)
+        if self._wake_pending.maxlen != self._wake_buffer_blocks():
+            self._wake_pending = deque(self._wake_pending, maxlen=self._wake_buffer_blocks())
         if config.ring_seconds != self.ring.seconds:
             old = self.ring
             self.ring = AudioRing(config.ring_seconds, RATE, BLOCK)
@@ -172,6 +193,8 @@ class VoiceGate:
 
     def set_wake(self, wake: WakeEngine) -> None:
         self.wake = wake
+        self._wake_pending.clear()
+        self._wake_until_ns = 0
 
     @property
     def needs_wake(self) -> bool:
@@ -191,8 +214,14 @@ class VoiceGate:
         if not self._speaking(stamp_ns):
             self._speaking_since_ns = stamp_ns
         self.echo.timeline.write(samples16k, stamp_ns)
+        self._playback_open = True
         if stream_id:
             self._reply_turn = stream_id
+
+    def playback_done(self, stream_id: str = '') -> None:
+        """The player finished or flushed a reply: no more reference is coming for it."""
+        if not stream_id or stream_id == self._reply_turn:
+            self._playback_open = False
 
     def _speaking(self, stamp_ns: int) -> bool:
         last = self.echo.timeline.last_write_ns
@@ -254,8 +283,11 @@ class VoiceGate:
         if speaking and c.echo_mode == 'suppress':
             x, info = self.echo.process(block, stamp_ns)
             self.stats.echo_locked = self.echo.delay >= 0
-            self.stats.echo_delay_ms = info.delay_ms
-            self.stats.echo_erle_db = info.erle_avg_db
+            if info.locked:
+                # blocks without reference (pauses, the playback tail) carry no estimate:
+                # keep the last one instead of reporting 0 dB / NaN
+                self.stats.echo_delay_ms = info.delay_ms
+                self.stats.echo_erle_db = info.erle_avg_db
         elif not speaking and c.echo_mode == 'suppress':
             self.echo.process(block, stamp_ns)      # keeps noise floor / history current
         self.ring.push((np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16), stamp_ns)
@@ -267,7 +299,7 @@ class VoiceGate:
 
         # wake word (only while idle: not speaking, no turn in speech)
         if self.needs_wake and not speaking and not self.in_turn and not self._ptt:
-            hit = self.wake.process(x)
+            hit = self._wake_step(x, prob, stamp_ns)
             if hit is not None:
                 self.stats.wakes += 1
                 tid = new_turn_id()
@@ -276,6 +308,8 @@ class VoiceGate:
                 self.endpointer.reset()
                 out.append(WakeOut(hit.keyword, hit.engine, hit.score, tid, stamp_ns))
                 return out
+        else:
+            self._wake_pending.clear()          # the engine restarts from fresh audio
 
         # barge-in while the reply plays
         if speaking and not self.in_turn:
@@ -307,6 +341,23 @@ class VoiceGate:
         return out
 
     # -- helpers ---------------------------------------------------------------------
+    def _wake_step(self, x: np.ndarray, prob: float, stamp_ns: int) -> WakeHit | None:
+        """Feed the wake engine, but only around voice activity (see GateConfig)."""
+        c = self.config
+        if c.wake_vad_threshold <= 0.0:
+            self.stats.wake_blocks += 1
+            return self.wake.process(x)
+        self._wake_pending.append(x)
+        if prob >= c.wake_vad_threshold:
+            self._wake_until_ns = stamp_ns + BLOCK_NS + c.wake_hangover_ms * MS
+        if stamp_ns >= self._wake_until_ns:
+            return None                          # idle: audio waits in the bounded buffer
+        n = len(self._wake_pending)
+        audio = self._wake_pending[0] if n == 1 else np.concatenate(self._wake_pending)
+        self._wake_pending.clear()
+        self.stats.wake_blocks += n
+        return self.wake.process(audio)
+
     def _followup_open(self, stamp_ns: int) -> bool:
         c = self.config
         if c.followup_ms <= 0 or self._accepted_end_ns <= 0:
@@ -403,9 +454,25 @@ class VoiceGate:
             return self._discard(stamp_ns, 'no speech after the wake word / listen request')
         return []
 
+    def _reference_known(self, stamp_ns: int) -> bool:
+        """True if the reference timeline covers the echo window of the block at stamp_ns
+        (up to the block's end minus the locked echo delay), or playback has ended."""
+        tl = self.echo.timeline
+        delay_ns = max(0, self.echo.delay) * 1_000_000_000 // RATE
+        need = stamp_ns + BLOCK_NS - delay_ns
+        if tl.last_write_ns >= need or not self._playback_open:
+            return True
+        return stamp_ns - tl.last_write_ns > REF_LATE_MAX_NS   # a stalled player: judge
     def _barge(self, prob: float, info: EchoInfo, stamp_ns: int) -> list[Output]:
         c = self.config
         if not c.barge_in or c.echo_mode == 'half_duplex':
+            return []
+        if c.echo_mode == 'suppress' and not self._reference_known(stamp_ns):
+            # The reference of this block's echo has not arrived yet (the player's frames
+            # can be processed after the microphone's on a starved machine): the canceller
+            # could not remove that echo, so this block can neither confirm nor refute
+            # user speech. Hold the count; judge the blocks that have their reference.
+            self.stats.barge_held += 1
             return []
         qualifies = prob >= c.barge_threshold
         if qualifies and c.echo_mode == 'suppress' and info.active:
@@ -431,7 +498,11 @@ class VoiceGate:
         out: list[Output] = [InterruptOut(reply, now), StampOut(reply, 'interrupt', now)]
         tid = new_turn_id()
         self._turn = _Turn(tid, 'barge_in', floor_no=self.ring.oldest_no)
-        out.append(ActivityOut(BARGE_IN, tid, now, prob, self._barge_start_ns))
+        lead_ms = (self.echo.timeline.last_write_ns - stamp_ns - BLOCK_NS) / MS
+        out.append(ActivityOut(BARGE_IN, tid, now, prob, self._barge_start_ns, reason=(
+            f'vad={prob:.2f} echo active={info.active} locked={info.locked} '
+            f'excess={info.excess_db:.1f}dB erle={info.erle_avg_db:.1f}dB '
+            f'reference_lead={lead_ms:.0f}ms')))
         self.endpointer.force_speech(self._barge_start_ns, self._barge_voiced, now)
         out += self._start(self._barge_start_ns, now, prob, 'barge_in')
         return out

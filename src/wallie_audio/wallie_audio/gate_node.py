@@ -33,6 +33,7 @@ from wallie_interfaces.action import Listen
 from wallie_interfaces.msg import (
     AudioFrame,
     Interrupt,
+    PlaybackEvent,
     Transcript,
     UtteranceAudio,
     VoiceActivity,
@@ -75,6 +76,9 @@ class VoiceGateNode(StageNode):
         self._cpu_ns = 0
         self._blocks = 0
         self._subs: list = []
+        self._pubs: list = []
+        self._ptt_srv = None
+        self._listen: ActionServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -87,15 +91,23 @@ class VoiceGateNode(StageNode):
             self.get_logger().error(f'configure failed: {exc}')
             self.diag.error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        self._teardown_entities()         # never duplicate entities (configure after error)
+        self._mic_cleaner = FrameCleaner()
+        self._ref_cleaner = FrameCleaner()
+        self._framer = Framer(G.BLOCK)
+        self._drain()
         self.pub_activity = self.create_publisher(VoiceActivity, 'voice/activity', EVENT_QOS)
         self.pub_wake = self.create_publisher(WakeWord, 'voice/wake', EVENT_QOS)
         self.pub_utt = self.create_publisher(UtteranceAudio, 'voice/utterance', UTTERANCE_QOS)
         self.pub_int = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
+        self._pubs = [self.pub_activity, self.pub_wake, self.pub_utt, self.pub_int]
         group = ReentrantCallbackGroup()
         self._subs = [
             self.create_subscription(AudioFrame, 'audio/in', self._on_mic, AUDIO_QOS),
             self.create_subscription(AudioFrame, 'audio/playback', self._on_ref, AUDIO_QOS),
             self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS),
+            self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback_event,
+                                     EVENT_QOS),
         ]
         self._ptt_srv = self.create_service(SetBool, 'push_to_talk', self._on_ptt,
                                             callback_group=group)
@@ -103,8 +115,9 @@ class VoiceGateNode(StageNode):
                                     goal_callback=lambda g: GoalResponse.ACCEPT,
                                     cancel_callback=lambda g: CancelResponse.ACCEPT,
                                     callback_group=group)
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._run, name='voice_gate', daemon=True)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, args=(self._stop,),
+                                        name='voice_gate', daemon=True)
         self._worker.start()
         self.diag.ok('configured', wake=self.params['wake.engine'],
                      echo=self.params['echo.mode'])
@@ -131,21 +144,36 @@ class VoiceGateNode(StageNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
+        """Stop the worker, destroy every entity on_configure made and drop the engines."""
         self._active = False
         self._stop.set()
         if self._worker is not None:
             self._worker.join(2.0)
             self._worker = None
+        self._teardown_entities()
+        self._drain()
+        self.gate = None
+
+    def _teardown_entities(self) -> None:
         for s in self._subs:
             self.destroy_subscription(s)
         self._subs = []
-        if getattr(self, '_listen', None) is not None:
+        for p in self._pubs:
+            self.destroy_publisher(p)
+        self._pubs = []
+        if self._listen is not None:
             self._listen.destroy()
             self._listen = None
-        if getattr(self, '_ptt_srv', None) is not None:
+        if self._ptt_srv is not None:
             self.destroy_service(self._ptt_srv)
             self._ptt_srv = None
-        self.gate = None
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                return
 
     def _make_vad(self) -> GatedVad:
         silero = SileroVad(self.params['vad.model_path'] or None)
@@ -195,6 +223,10 @@ class VoiceGateNode(StageNode):
         x = self._decode(msg, self._ref_cleaner, 'playback')
         if x is not None:
             self._put(('ref', x, timeutil.from_msg(msg.header.stamp), msg.stream_id))
+
+    def _on_playback_event(self, msg: PlaybackEvent) -> None:
+        if msg.event in (PlaybackEvent.FINISHED, PlaybackEvent.FLUSHED):
+            self._put(('playback_done', msg.turn_id))
 
     def _on_transcript(self, msg: Transcript) -> None:
         if msg.is_final:
@@ -265,9 +297,9 @@ class VoiceGateNode(StageNode):
                 self._listen_waiters.pop(tid, None)
 
     # -- the worker ------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         last_diag = time.monotonic()
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 item = self._q.get(timeout=0.1)
             except queue.Empty:
@@ -292,6 +324,7 @@ class VoiceGateNode(StageNode):
                 self.diag.value('echo_locked', s.echo_locked)
                 self.diag.value('echo_delay_ms', f'{s.echo_delay_ms:.0f}')
                 self.diag.value('echo_erle_db', f'{s.echo_erle_db:.1f}')
+                self.diag.value('barge_held_late_reference', s.barge_held)
                 self.diag.value('ring_s', f'{len(gate.ring) * G.BLOCK / G.RATE:.0f}')
 
     def _handle(self, gate: G.VoiceGate, item) -> None:
@@ -299,11 +332,20 @@ class VoiceGateNode(StageNode):
         now = timeutil.now_ns()
         if kind == 'mic':
             t0 = time.thread_time_ns()
+            held = gate.stats.barge_held
             outs = gate.process(item[1], item[2])
             self._cpu_ns += time.thread_time_ns() - t0
             self._blocks += 1
+            if gate.stats.barge_held > held:
+                self.warn_throttled('late_reference', 'playback reference arrives after the '
+                                    'microphone audio it echoes in; barge-in is judged only on '
+                                    f'blocks with their reference ({gate.stats.barge_held} '
+                                    'held so far)')
         elif kind == 'ref':
             gate.playback(item[1], item[2], item[3])
+            outs = []
+        elif kind == 'playback_done':
+            gate.playback_done(item[1])
             outs = []
         elif kind == 'transcript':
             outs = gate.on_transcript(item[1], item[2], item[3], now)
@@ -357,7 +399,10 @@ class VoiceGateNode(StageNode):
             m.speech_start = timeutil.to_msg(o.speech_start_ns)
             m.speech_end = timeutil.to_msg(o.speech_end_ns)
             self.pub_activity.publish(m)
-            self.get_logger().debug(f'{o.kind} turn={o.turn_id} {o.reason}')
+            if o.kind == G.BARGE_IN:
+                self.get_logger().info(f'barge-in detected: {o.reason}')
+            else:
+                self.get_logger().debug(f'{o.kind} turn={o.turn_id} {o.reason}')
         elif isinstance(o, G.WakeOut):
             m = WakeWord(keyword=o.keyword, engine=o.engine, score=float(o.score),
                          turn_id=o.turn_id)

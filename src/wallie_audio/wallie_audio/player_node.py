@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.publisher import Publisher
 
 from wallie_audio import config as C
 from wallie_audio.gate_node import _params
@@ -31,6 +32,9 @@ class PlayerNode(StageNode):
         self.playout: Playout | None = None
         self._active = False
         self._subs: list = []
+        self._pubs: list = []
+        self.pub_ref: Publisher | None = None
+        self.pub_evt: Publisher | None = None
         self._ref_seq = 0
         self._lock = threading.Lock()
 
@@ -42,14 +46,18 @@ class PlayerNode(StageNode):
                        self._on_reference)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
+        self._teardown()                  # never duplicate entities (configure after error)
+        # publishers first: the playout thread reports through them as soon as it runs
+        self.pub_ref = self.create_publisher(AudioFrame, 'audio/playback', AUDIO_QOS)
+        self.pub_evt = self.create_publisher(PlaybackEvent, 'playback/events', EVENT_QOS)
+        self._pubs = [self.pub_ref, self.pub_evt]
         try:
             self.playout = self._make_playout()
         except Exception as exc:
             self.get_logger().error(f'cannot open sink {self.params["sink"]}: {exc}')
             self.diag.error(f'cannot open sink: {exc}')
+            self._teardown()
             return TransitionCallbackReturn.FAILURE
-        self.pub_ref = self.create_publisher(AudioFrame, 'audio/playback', AUDIO_QOS)
-        self.pub_evt = self.create_publisher(PlaybackEvent, 'playback/events', EVENT_QOS)
         self._subs = [
             self.create_subscription(AudioFrame, 'audio/out', self._on_audio, REPLY_AUDIO_QOS),
             self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS),
@@ -79,13 +87,18 @@ class PlayerNode(StageNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _teardown(self) -> None:
+        """Stop playback, then destroy every entity on_configure made (re-configurable)."""
         self._active = False
         for s in self._subs:
             self.destroy_subscription(s)
         self._subs = []
         if self.playout is not None:
-            self.playout.close()
+            self.playout.close()          # joins the playout thread: no more reports
             self.playout = None
+        for p in self._pubs:
+            self.destroy_publisher(p)
+        self._pubs = []
+        self.pub_ref = self.pub_evt = None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         if self.needs_reload(changed) and self.playout is not None:
@@ -127,19 +140,25 @@ class PlayerNode(StageNode):
 
     # -- from the playout thread ---------------------------------------------------------
     def _on_reference(self, stream_id: str, block, audible_ns: int) -> None:
+        pub = self.pub_ref
+        if pub is None:
+            return
         self._ref_seq += 1
         m = audio_to_frame(block, 16000, audible_ns, seq=self._ref_seq, frame_id='player',
                            stream_id=stream_id)
-        self.pub_ref.publish(m)
+        pub.publish(m)
 
     def _on_report(self, r: Report) -> None:
+        pub = self.pub_evt
+        if pub is None:
+            return
         m = PlaybackEvent(event=EVENTS[r.event], turn_id=r.stream_id,
                           played_s=float(r.played_s), segments_complete=r.segments_complete,
                           segment_fraction=float(r.segment_fraction),
                           flush_ms=float(r.flush_ms))
         m.header.stamp = timeutil.to_msg(r.stamp_ns)
         m.first_audible = timeutil.to_msg(r.first_audible_ns)
-        self.pub_evt.publish(m)
+        pub.publish(m)
         if r.event == 'first_audible':
             self.publish_stamp(r.stream_id, 'first_audible', r.first_audible_ns)
         elif r.event == 'flushed':

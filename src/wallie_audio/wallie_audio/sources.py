@@ -4,6 +4,7 @@
   or a `BadFrame` with a reason key (NaN/inf, empty, absurdly large, bad rate).
 - `Framer`: re-blocks a stream into fixed frames stamped with their first sample's time.
 - `FileSource`: WAV/FLAC, real time or as fast as possible.
+- `paced_replay`: recorded (bag) audio with its original timing, re-stamped onto now.
 - `DeviceSource`: a PortAudio input via sounddevice, reopened with backoff when it fails.
 """
 
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -191,6 +192,34 @@ class FileSource:
                         time.sleep(wait)
             yield frame, stamp
             offset += n
+
+
+def paced_replay(chunks: Iterable[tuple[int, int, np.ndarray]], realtime: bool = True,
+                 stop: threading.Event | None = None, start_ns: int | None = None,
+                 clock: Callable[[], int] = time.monotonic_ns,
+                 ) -> Iterator[tuple[np.ndarray, int]]:
+    """Replay recorded audio chunks `(log time ns, header stamp ns, samples)` with their
+    original timing: chunk k is released `log_k - log_0` after the first (realtime=True; as
+    fast as possible otherwise) and stamped `start_ns + (stamp_k - stamp_0)`, so gaps and
+    the spacing of the recording survive while the stamps land on the live clock (the
+    graph compares them with now). A missing header stamp (0) falls back to the log time."""
+    first: tuple[int, int] | None = None
+    t0 = mono0 = 0
+    for log_ns, stamp_ns, samples in chunks:
+        if stop is not None and stop.is_set():
+            return
+        if first is None:            # the clocks start with the first chunk (not bag opening)
+            first = (log_ns, stamp_ns or log_ns)
+            t0 = time.time_ns() if start_ns is None else start_ns
+            mono0 = clock()
+        if realtime:
+            wait = (mono0 + (log_ns - first[0]) - clock()) / NS
+            if wait > 0:
+                if stop is None:
+                    time.sleep(wait)
+                elif stop.wait(wait):
+                    return
+        yield samples, t0 + ((stamp_ns or log_ns) - first[1])
 
 
 StatusCallback = Callable[[str, str], None]   # (level: 'ok'|'warn'|'error', message)

@@ -76,8 +76,14 @@ class WebRtcPrefilter:
 
 
 class GatedVad:
-    """Silero, optionally behind the webrtcvad pre-filter. After `hangover` blocks of
-    pre-filter silence the Silero state is reset, so it restarts clean on the next speech."""
+    """Silero behind two cheap "surely not speech" tests: digital silence (every sample below
+    DIGITAL_FLOOR, e.g. a muted or idle input) and, optionally, the webrtcvad pre-filter.
+    After `hangover` quiet blocks in a row Silero is skipped (probability 0) and its state
+    reset, so it restarts clean on the next sound. The first `hangover` quiet blocks still
+    run Silero, so its decay after speech (which the endpointer's speech-end offset is tuned
+    for) is the same whether the silence after speech is digital or not."""
+
+    DIGITAL_FLOOR = 1e-4          # ~ -80 dBFS, 3 LSB of 16-bit audio
 
     def __init__(self, silero: SileroVad, prefilter: WebRtcPrefilter | None = None,
                  hangover: int = 8) -> None:
@@ -86,16 +92,23 @@ class GatedVad:
         self.hangover = hangover
         self._quiet = 0
         self.calls = 0               # Silero model runs (for the benchmark)
+        self.skipped = 0             # blocks answered without running Silero
 
     def reset(self) -> None:
         self.silero.reset()
         self._quiet = 0
 
     def prob(self, block: np.ndarray) -> float:
-        if self.prefilter is not None and not self.prefilter.maybe_speech(block):
+        quiet = not bool(np.any(np.abs(block) >= self.DIGITAL_FLOOR))
+        if not quiet and self.prefilter is not None:
+            quiet = not self.prefilter.maybe_speech(block)
+        if quiet:
             self._quiet += 1
             if self._quiet > self.hangover:
+                if self._quiet == self.hangover + 1:
+                    self.silero.reset()
                 self.silero.skip(block)
+                self.skipped += 1
                 return 0.0
         else:
             self._quiet = 0
