@@ -1,0 +1,1 @@
+"""Wallie LLM: streaming, interruptible reply generation with conversation memory."""

@@ -1,0 +1,758 @@
+"""LLM lifecycle node `llm`: final transcripts in, speakable reply chunks out.
+
+Thin glue around `reply.ReplyGenerator`: parameters -> config dataclasses, topics, the `ask`
+action, the `reset_conversation` service, and one worker thread that runs the engine.
+Callbacks only update state and enqueue; generation never runs in a callback.
+
+Turn flow: an early final (``is_early_final``) starts a speculative reply whose chunks are
+held back; the final with the same words releases them (a differing final, SPEECH_RESUMED
+or TURN_DISCARDED throws it away). An Interrupt for the turn sets its stop event, which the
+engine checks between tokens. PlaybackEvent FLUSHED trims the assistant's side of the
+history to the part that was heard.
+
+History for the manager: every change is published on `llm/history` (std_msgs/String,
+transient local, JSON); setting the parameter `llm.history_json` to such a JSON replaces
+the history (e.g. after an LLM restart).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any, Callable, Optional
+
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from std_msgs.msg import String
+
+from wallie_common import params as P
+from wallie_common import timeutil
+from wallie_common.model_store import ModelStoreError
+from wallie_common.node_base import StageNode
+from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
+from wallie_interfaces.action import Ask
+from wallie_interfaces.msg import (
+    Interrupt,
+    PlaybackEvent,
+    ReplyChunk,
+    StageStamp,
+    Transcript,
+    VoiceActivity,
+)
+from wallie_interfaces.srv import ResetConversation
+from wallie_llm.config import (
+    ENGINES,
+    EngineConfig,
+    chunker_from_params,
+    engine_from_params,
+    generation_from_params,
+    input_from_params,
+    load_system_prompt,
+    memory_from_params,
+)
+from wallie_llm.engine import LlmEngine, ModelLoadError, create_engine
+from wallie_llm.memory import ConversationMemory, HistoryFormatError, parse_history
+from wallie_llm.reply import ReplyGenerator, ReplyResult, heard_text
+from wallie_llm.speech_text import same_utterance, sanitize_input
+
+QUEUE_SIZE = 8
+RECENT_TURNS = 16
+ASK_POLL_S = 0.02
+PROMPT_MARGIN_TOKENS = 16
+
+PARAMS = (
+    P.Param('llm.engine', 'llama_cpp', 'LLM engine: llama_cpp (CPU, GGUF) or vllm (CUDA GPU).',
+            choices=ENGINES, reload=True),
+    P.Param('llm.model', EngineConfig.model, 'Model: a model-store id (llama_cpp: '
+            'qwen2.5-0.5b-instruct, qwen2.5-1.5b-instruct), a .gguf path, or for vllm a '
+            'Hugging Face id or local directory.', reload=True),
+    P.Param('llm.model_path', '', 'Explicit model file or directory (overrides the model '
+            'store lookup of llm.model).', reload=True),
+    P.Param('llm.threads', 2, 'CPU threads for llama.cpp (0 = all cores).', min=0, max=256,
+            reload=True),
+    P.Param('llm.context_tokens', 2048, 'Context window in tokens (prompt + reply).',
+            min=256, max=131072, reload=True),
+    P.Param('llm.batch_tokens', 256, 'Prompt tokens evaluated per llama.cpp batch.', min=8,
+            max=8192, reload=True),
+    P.Param('llm.gpu_memory_fraction', 0.35, 'vLLM: fraction of GPU memory the LLM may use '
+            '(kept well below vLLM\'s 0.9 so ASR and TTS fit beside it).', min=0.05, max=0.95,
+            reload=True),
+    P.Param('llm.warmup', True, 'Run a short warm-up generation when the model loads.'),
+    P.Param('llm.max_tokens', 96, 'Most tokens in one reply.', min=1, max=4096),
+    P.Param('llm.temperature', 0.2, 'Sampling temperature (0 = greedy, deterministic).',
+            min=0.0, max=2.0),
+    P.Param('llm.top_p', 0.9, 'Nucleus sampling probability mass.', min=0.01, max=1.0),
+    P.Param('llm.max_reply_chars', 600, 'Most characters spoken in one reply (cut at a '
+            'sentence end).', min=20, max=20000),
+    P.Param('llm.max_input_chars', 1000, 'Longer transcripts / questions are cut to this.',
+            min=10, max=20000),
+    P.Param('llm.system_prompt', '', 'Persona / system prompt; empty = the built-in one.'),
+    P.Param('llm.system_prompt_file', '', 'Read the system prompt from this UTF-8 file '
+            '(wins over llm.system_prompt).'),
+    P.Param('llm.history.max_tokens', 1024, 'Tokens of past conversation kept in the prompt '
+            '(oldest turns dropped first).', min=0, max=1_000_000),
+    P.Param('llm.history.idle_timeout_s', 300.0, 'Forget the conversation after this many '
+            'idle seconds (0 = never).', min=0.0, max=604800.0),
+    P.Param('llm.history.summarize_dropped', True, 'Keep a short note of the topics of '
+            'dropped turns in the system prompt.'),
+    P.Param('llm.history.publish', True, 'Publish the history as JSON on llm/history after '
+            'every change (for the manager to persist).'),
+    P.Param('llm.history_json', '', 'Set to a history JSON (as published on llm/history) to '
+            'replace the conversation history, e.g. after a restart.'),
+    P.Param('llm.voice_commands', True, 'Spoken "forget that" / "start over" change the '
+            'memory instead of being answered.'),
+    P.Param('llm.speculative', True, 'Start generating from the early final transcript; the '
+            'reply is released when the final confirms it, dropped otherwise.'),
+    P.Param('llm.speculative_wait_s', 5.0, 'How long a finished speculative reply waits for '
+            'its final transcript before it is dropped.', min=0.1, max=60.0),
+    P.Param('llm.chunk.first_min_words', 2, 'First chunk: words needed before a clause break '
+            'may end it.', min=1, max=50),
+    P.Param('llm.chunk.first_max_words', 6, 'First chunk: cut at a word boundary after this '
+            'many words when no clause break came.', min=1, max=100),
+    P.Param('llm.chunk.max_chars', 220, 'Later chunks: force a cut beyond this length.',
+            min=20, max=5000),
+)
+
+
+class _Job:
+    """One reply to produce: a voice turn (maybe speculative) or an `ask` goal."""
+
+    def __init__(self, turn_id: str, text: str, source: str, publish: bool,
+                 speculative: bool = False, speech_end_ns: int = 0,
+                 feedback: Optional[Callable[[int, str], None]] = None) -> None:
+        self.turn_id = turn_id
+        self.text = text
+        self.source = source                  # 'voice' | 'ask'
+        self.publish = publish
+        self.speculative = speculative
+        self.speech_end_ns = speech_end_ns
+        self.feedback = feedback
+        self.stop = threading.Event()
+        self.discarded = threading.Event()    # speculative reply thrown away: no trace
+        self.confirmed = threading.Event()
+        self.done = threading.Event()
+        self.result: ReplyResult | None = None
+        self.lock = threading.Lock()
+        self.released = not speculative
+        self.pending: list[tuple[int, str, bool]] = []
+        self.first_token_ns = 0
+        self.token_stamped = False
+        self.chunk_stamped = False
+
+    def discard(self) -> None:
+        self.discarded.set()
+        self.stop.set()
+
+
+class LlmNode(StageNode):
+    """Streaming, interruptible reply generation with conversation memory."""
+
+    PARAMS = PARAMS
+
+    def __init__(self, engine_factory: Callable[[EngineConfig], LlmEngine] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__('llm', **kwargs)
+        self._engine_factory = engine_factory or create_engine
+        self._engine: Optional[LlmEngine] = None
+        self._generator: Optional[ReplyGenerator] = None
+        self._engine_lock = threading.Lock()    # held while generating; a reload swaps under it
+        self._state_lock = threading.RLock()
+        self._active = False
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(QUEUE_SIZE)
+        self._worker: Optional[threading.Thread] = None
+        self._current: Optional[_Job] = None
+        self._speculative: dict[str, _Job] = {}
+        self._answered: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, list[str]] = OrderedDict()       # turn -> spoken chunks
+        self._heard_pending: dict[str, tuple[int, float]] = {}
+        self._reload_thread: Optional[threading.Thread] = None
+        self._reload_seq = itertools.count(1)
+        self._latest_reload = 0
+        self._published_revision = -1
+        self._prefix_dirty = True
+        self._entities: list[Any] = []
+        self._reply_pub: Any = None
+        self._action: Optional[ActionServer] = None
+        self._turns_done = 0
+        self._topic_group = MutuallyExclusiveCallbackGroup()
+        self._action_group = ReentrantCallbackGroup()
+        mcfg = memory_from_params(self.params)
+        self._memory = ConversationMemory(
+            mcfg.system_prompt, history_max_tokens=mcfg.history_max_tokens,
+            idle_timeout_s=mcfg.idle_timeout_s, summarize_dropped=mcfg.summarize_dropped)
+        self._history_pub = self.create_publisher(String, 'llm/history', STATE_QOS)
+        self.add_on_set_parameters_callback(self._validate_llm_params)
+        if self.params['llm.history_json']:
+            self._import_history(self.params['llm.history_json'])
+        self.diag.warn('unconfigured')
+
+    # ================================================================= lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        cfg = engine_from_params(self.params)
+        try:
+            engine = self._load_engine(cfg)
+        except (ModelLoadError, ModelStoreError, ValueError, OSError) as exc:
+            self.get_logger().error(f'cannot load the LLM: {exc}')
+            self.diag.error(f'model load failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        with self._engine_lock:
+            self._install_engine(engine)
+        self._reply_pub = self.create_lifecycle_publisher(ReplyChunk, 'reply', EVENT_QOS)
+        g = self._topic_group
+        self._entities = [
+            self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS,
+                                     callback_group=g),
+            self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
+                                     EVENT_QOS, callback_group=g),
+            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
+                                     callback_group=g),
+            self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback,
+                                     EVENT_QOS, callback_group=g),
+            self.create_service(ResetConversation, 'reset_conversation', self._on_reset,
+                                callback_group=g),
+            self.create_timer(1.0, self._on_tick, callback_group=g),
+        ]
+        self._action = ActionServer(self, Ask, 'ask', self._execute_ask,
+                                    goal_callback=self._on_goal,
+                                    cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+                                    callback_group=self._action_group)
+        self._worker = threading.Thread(target=self._worker_loop, name='llm-worker',
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'QoS: transcript, voice/activity, interrupt, playback/events, reply '
+            f'{describe(EVENT_QOS)}; llm/history {describe(STATE_QOS)}')
+        self._publish_history(force=True)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        self._active = True
+        self.diag.ok('active', **self._engine_values())
+        self.get_logger().info('active')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        self._stop_all()
+        self.diag.warn('inactive')
+        self.get_logger().info('inactive')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        self.diag.warn('unconfigured')
+        self.get_logger().info('cleaned up')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        self.diag.error('error; cleaned up')
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        self._active = False
+        self._stop_all()
+        if self._worker is not None:
+            try:
+                self._jobs.put(None, timeout=1.0)
+            except queue.Full:
+                pass
+            self._worker.join(10.0)
+            self._worker = None
+        self._jobs = queue.Queue(QUEUE_SIZE)
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
+        for entity in self._entities:
+            for destroy in (self.destroy_subscription, self.destroy_service,
+                            self.destroy_timer):
+                try:
+                    if destroy(entity):
+                        break
+                except Exception:
+                    continue
+        self._entities = []
+        if self._reply_pub is not None:
+            self.destroy_lifecycle_publisher(self._reply_pub)
+            self._reply_pub = None
+        with self._engine_lock:
+            engine, self._engine, self._generator = self._engine, None, None
+        if engine is not None:
+            engine.close()
+            del engine
+            gc.collect()
+
+    # ================================================================= engine
+    def _load_engine(self, cfg: EngineConfig) -> LlmEngine:
+        """Load + warm up + evaluate the system prefix (blocking; not on a callback path)."""
+        t0 = time.perf_counter()
+        engine = self._engine_factory(cfg)
+        engine.load()
+        memory_cfg = memory_from_params(self.params)
+        engine.prepare([{'role': 'system', 'content': memory_cfg.system_prompt}])
+        info = engine.info
+        self.get_logger().info(
+            f'{info.engine} model {info.model} ready in {time.perf_counter() - t0:.2f} s '
+            f'(load {info.load_s:.2f} s, warm-up {info.warmup_s:.2f} s, '
+            f'context {info.context_tokens} tokens)')
+        return engine
+
+    def _install_engine(self, engine: LlmEngine) -> None:
+        """Swap the engine in (caller holds _engine_lock)."""
+        self._engine = engine
+        self._memory.set_token_counter(engine.count_tokens)
+        self._generator = ReplyGenerator(engine, self._memory)
+        self._prefix_dirty = True
+        self._apply_live_params()
+
+    def _apply_live_params(self) -> None:
+        p = self.params
+        mcfg = memory_from_params(p)
+        mem = self._memory
+        if mcfg.system_prompt != mem.system_prompt:
+            mem.system_prompt = mcfg.system_prompt
+            self._prefix_dirty = True
+        mem.history_max_tokens = mcfg.history_max_tokens
+        mem.idle_timeout_s = mcfg.idle_timeout_s
+        mem.summarize_dropped = mcfg.summarize_dropped
+        gen = self._generator
+        if gen is not None:
+            gcfg = generation_from_params(p)
+            gen.generation = gcfg
+            gen.chunking = chunker_from_params(p)
+            gen.voice_commands = mcfg.voice_commands
+            ctx = gen.engine.context_tokens
+            mem.prompt_budget_tokens = max(64, ctx - PROMPT_MARGIN_TOKENS)
+
+    def _engine_values(self) -> dict[str, Any]:
+        engine = self._engine
+        if engine is None:
+            return {}
+        info = engine.info
+        return {'engine': info.engine, 'model': info.model, 'context_tokens': info.context_tokens,
+                'load_s': f'{info.load_s:.2f}'}
+
+    def _reload(self, cfg: EngineConfig, seq: int) -> None:
+        """Background model change: load the new one, swap between turns, free the old."""
+        self.diag.warn(f'loading {cfg.engine} model {cfg.model_path or cfg.model}')
+        try:
+            engine = self._load_engine(cfg)
+        except Exception as exc:
+            self.get_logger().error(f'model reload failed, keeping the current model: {exc}')
+            self.diag.error(f'model reload failed: {exc}', **self._engine_values())
+            return
+        with self._engine_lock:
+            if seq != self._latest_reload or self._engine is None:
+                engine.close()          # superseded by a newer change, or cleaned up
+                return
+            old = self._engine
+            self._install_engine(engine)
+        if old is not None:
+            old.close()
+            del old
+            gc.collect()
+        self.get_logger().info(f'switched to {engine.info.model}')
+        self.diag.ok('active' if self._active else 'inactive', **self._engine_values())
+
+    # ================================================================= parameters
+    def _validate_llm_params(self, params: list) -> SetParametersResult:
+        new = {p.name: p.value for p in params}
+        try:
+            if 'llm.history_json' in new and new['llm.history_json']:
+                parse_history(str(new['llm.history_json']))
+            if 'llm.system_prompt_file' in new or 'llm.system_prompt' in new:
+                load_system_prompt(str(new.get('llm.system_prompt',
+                                               self.params['llm.system_prompt'])),
+                                   str(new.get('llm.system_prompt_file',
+                                               self.params['llm.system_prompt_file'])))
+        except (HistoryFormatError, ValueError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def on_params_changed(self, changed: dict[str, Any]) -> None:
+        if 'llm.history_json' in changed and changed['llm.history_json']:
+            self._import_history(changed['llm.history_json'])
+        if self.needs_reload(changed) and self._engine is not None:
+            seq = next(self._reload_seq)
+            self._latest_reload = seq
+            self._reload_thread = threading.Thread(
+                target=self._reload, args=(engine_from_params(self.params), seq),
+                name='llm-reload', daemon=True)
+            self._reload_thread.start()
+        self._apply_live_params()
+
+    # ================================================================= history
+    def _import_history(self, text: str) -> None:
+        try:
+            n = self._memory.import_json(text)
+        except HistoryFormatError as exc:
+            self.get_logger().error(f'llm.history_json rejected: {exc}')
+            self.diag.count('history.import_errors')
+            return
+        self.get_logger().info(f'conversation history loaded ({n} turns)')
+        self._prefix_dirty = True
+        self._publish_history()
+
+    def _publish_history(self, force: bool = False) -> None:
+        if not self.params['llm.history.publish']:
+            return
+        rev = self._memory.revision
+        if rev == self._published_revision and not force:
+            return
+        self._published_revision = rev
+        self._history_pub.publish(String(data=self._memory.export_json()))
+
+    # ================================================================= callbacks
+    def _on_transcript(self, msg: Transcript) -> None:
+        if not self._active:
+            return
+        early = msg.is_early_final and not msg.is_final
+        if not (early or msg.is_final):
+            return                                    # partials are not answered
+        turn = msg.turn_id
+        clean = sanitize_input(msg.text, input_from_params(self.params).max_input_chars)
+        self._note_input(clean.problems, turn)
+        speech_end = timeutil.from_msg(msg.speech_end)
+        with self._state_lock:
+            spec = self._speculative.get(turn)
+            if early:
+                if not self.params['llm.speculative'] or clean.empty or turn in self._answered:
+                    return
+                if spec is not None and same_utterance(spec.text, clean.text):
+                    return
+                if spec is not None:
+                    spec.discard()
+                job = _Job(turn, clean.text, 'voice', True, speculative=True,
+                           speech_end_ns=speech_end)
+                self._speculative[turn] = job
+                self._supersede(turn)
+                self._enqueue(job)
+                return
+            self._speculative.pop(turn, None)
+            if clean.empty:
+                if spec is not None:
+                    spec.discard()
+                self.get_logger().debug(f'turn {turn}: empty final transcript ignored')
+                return
+            if turn in self._answered:
+                self.warn_throttled('duplicate_final', f'turn {turn}: second final ignored')
+                return
+            self._remember(self._answered, turn, None)
+            if (spec is not None and not spec.stop.is_set()
+                    and same_utterance(spec.text, clean.text)):
+                spec.speech_end_ns = speech_end or spec.speech_end_ns
+                self._release(spec)
+                self.diag.count('speculative.used')
+                return
+            if spec is not None:
+                spec.discard()
+                self.diag.count('speculative.discarded')
+            self._supersede(turn)
+            self._enqueue(_Job(turn, clean.text, 'voice', True, speech_end_ns=speech_end))
+
+    def _on_activity(self, msg: VoiceActivity) -> None:
+        if msg.event in (VoiceActivity.SPEECH_RESUMED, VoiceActivity.TURN_DISCARDED):
+            with self._state_lock:
+                spec = self._speculative.pop(msg.turn_id, None)
+            if spec is not None:
+                spec.discard()
+                self.diag.count('speculative.discarded')
+
+    def _on_interrupt(self, msg: Interrupt) -> None:
+        with self._state_lock:
+            if msg.reason == Interrupt.SHUTDOWN:
+                self._stop_all()
+                return
+            current = self._current
+            if not msg.turn_id:
+                if current is not None:
+                    current.stop.set()
+                return
+            for job in self._jobs_for(msg.turn_id):
+                job.stop.set()
+            spec = self._speculative.pop(msg.turn_id, None)
+            if spec is not None:
+                spec.discard()
+
+    def _on_playback(self, msg: PlaybackEvent) -> None:
+        if msg.event != PlaybackEvent.FLUSHED:
+            return
+        heard = (int(msg.segments_complete), float(msg.segment_fraction))
+        with self._state_lock:
+            chunks = self._recent.get(msg.turn_id)
+            if chunks is None:
+                # Generation of that turn is still finishing: apply when it is committed.
+                self._heard_pending[msg.turn_id] = heard
+                while len(self._heard_pending) > RECENT_TURNS:
+                    self._heard_pending.pop(next(iter(self._heard_pending)))
+                return
+        if self._memory.trim_assistant(msg.turn_id, heard_text(chunks, *heard)):
+            self.get_logger().debug(f'turn {msg.turn_id}: history trimmed to the heard part')
+            self._publish_history()
+
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        n = len(self._memory)
+        self._memory.reset()
+        with self._state_lock:
+            self._heard_pending.clear()
+        self._prefix_dirty = True
+        self._publish_history()
+        response.success = True
+        response.message = f'conversation forgotten ({n} turns)'
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_tick(self) -> None:
+        if self._memory.expire_if_idle():
+            self.get_logger().info('conversation forgotten after the idle timeout')
+            self._prefix_dirty = True
+        self._publish_history()
+
+    # ================================================================= ask action
+    def _on_goal(self, goal: Any) -> GoalResponse:
+        if not self._active or self._generator is None:
+            self.get_logger().warning('ask rejected: the node is not active')
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute_ask(self, goal_handle: Any) -> Any:
+        request = goal_handle.request
+        result = Ask.Result()
+        result.turn_id = f'ask-{uuid.uuid4().hex[:8]}'
+        clean = sanitize_input(request.text, input_from_params(self.params).max_input_chars)
+        self._note_input(clean.problems, result.turn_id)
+        if clean.empty:
+            goal_handle.abort()
+            result.error_code = Ask.Result.FAILED
+            result.error_message = 'empty question'
+            return result
+
+        def feedback(index: int, chunk: str) -> None:
+            goal_handle.publish_feedback(Ask.Feedback(index=index, chunk=chunk))
+
+        job = _Job(result.turn_id, clean.text, 'ask', bool(request.speak), feedback=feedback)
+        if not self._enqueue(job):
+            goal_handle.abort()
+            result.error_code = Ask.Result.FAILED
+            result.error_message = 'busy: too many requests queued'
+            return result
+        while not job.done.wait(ASK_POLL_S):
+            if goal_handle.is_cancel_requested:
+                job.stop.set()
+            if not self._active and not job.stop.is_set():
+                job.stop.set()
+        res = job.result
+        result.reply = res.text if res is not None else ''
+        if res is None or res.finish == 'error':
+            goal_handle.abort()
+            result.error_code = Ask.Result.FAILED
+            result.error_message = res.error if res is not None else 'not generated'
+        elif res.cancelled:
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+            result.error_code = Ask.Result.CANCELED
+            result.error_message = 'cancelled'
+        else:
+            goal_handle.succeed()
+            result.error_code = Ask.Result.SUCCESS
+        return result
+
+    # ================================================================= jobs
+    def _enqueue(self, job: _Job) -> bool:
+        try:
+            self._jobs.put_nowait(job)
+            return True
+        except queue.Full:
+            self.warn_throttled('queue_full', f'turn {job.turn_id}: request queue full, dropped')
+            job.done.set()
+            return False
+
+    def _supersede(self, turn: str) -> None:
+        """A new voice turn makes every other voice reply pointless (caller holds the lock)."""
+        current = self._current
+        if current is not None and current.source == 'voice' and current.turn_id != turn:
+            current.stop.set()
+        for job in list(self._jobs.queue):
+            if job is not None and job.source == 'voice' and job.turn_id != turn:
+                job.stop.set()
+
+    def _jobs_for(self, turn: str) -> list[_Job]:
+        jobs = [j for j in list(self._jobs.queue) if j is not None and j.turn_id == turn]
+        if self._current is not None and self._current.turn_id == turn:
+            jobs.append(self._current)
+        return jobs
+
+    def _stop_all(self) -> None:
+        with self._state_lock:
+            if self._current is not None:
+                self._current.stop.set()
+            for job in list(self._jobs.queue):
+                if job is not None:
+                    job.stop.set()
+            for job in self._speculative.values():
+                job.discard()
+            self._speculative.clear()
+
+    def _worker_loop(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            try:
+                self._run(job)
+            except Exception as exc:  # the worker must survive anything
+                self.get_logger().error(f'turn {job.turn_id}: reply failed: {exc!r}')
+                self.diag.error(f'reply failed: {exc}')
+            finally:
+                job.done.set()
+                with self._state_lock:
+                    if self._current is job:
+                        self._current = None
+
+    def _run(self, job: _Job) -> None:
+        with self._state_lock:
+            if job.stop.is_set():
+                job.result = ReplyResult(job.turn_id, job.text, finish='cancelled')
+                return
+            self._current = job
+        with self._engine_lock:
+            gen = self._generator
+            if gen is None:
+                job.result = ReplyResult(job.turn_id, job.text, finish='error',
+                                         error='no model loaded')
+                return
+            if self._prefix_dirty:
+                self._prefix_dirty = False
+                gen.prepare()
+            self.get_logger().debug(f'turn {job.turn_id}: user said {job.text!r}')
+            res = gen.run(job.turn_id, job.text, job.stop,
+                          on_chunk=lambda i, t, f: self._emit(job, i, t, f),
+                          on_first_token=lambda ns: self._first_token(job, ns))
+        job.result = res
+        if job.speculative:
+            deadline = time.monotonic() + float(self.params['llm.speculative_wait_s'])
+            while not (job.confirmed.is_set() or job.discarded.is_set()):
+                if time.monotonic() > deadline or job.stop.is_set():
+                    # Never confirmed: timed out, interrupted or superseded.
+                    with self._state_lock:
+                        if not job.confirmed.is_set():
+                            job.discard()
+                            if self._speculative.get(job.turn_id) is job:
+                                del self._speculative[job.turn_id]
+                    break
+                job.confirmed.wait(0.02)
+            if job.discarded.is_set():
+                self.get_logger().debug(f'turn {job.turn_id}: speculative reply dropped')
+                job.result = ReplyResult(job.turn_id, job.text, finish='cancelled')
+                return
+        self._commit(job, res, gen)
+
+    def _commit(self, job: _Job, res: ReplyResult, gen: ReplyGenerator) -> None:
+        with self._state_lock:
+            self._remember(self._recent, job.turn_id, list(res.chunks))
+            heard = self._heard_pending.pop(job.turn_id, None)
+        text = heard_text(res.chunks, *heard) if heard is not None else None
+        gen.commit(res, text)
+        self._publish_history()
+        self._turns_done += 1
+        stats = res.stats
+        first_chunk_ms = (res.first_chunk_ns - res.start_ns) / 1e6 if res.first_chunk_ns else -1
+        self.diag.value('turns', self._turns_done)
+        self.diag.value('last.first_chunk_ms', f'{first_chunk_ms:.0f}')
+        self.diag.value('last.tokens_per_s', f'{stats.tokens_per_s:.1f}')
+        self.diag.value('last.prompt_tokens', stats.prompt_tokens)
+        self.diag.value('last.cached_tokens', stats.cached_tokens)
+        self.diag.value('history.turns', len(self._memory))
+        if res.finish == 'error':
+            self.get_logger().error(f'turn {job.turn_id}: generation failed: {res.error}')
+            self.diag.count('errors')
+        self.get_logger().info(
+            f'turn {job.turn_id}: {res.finish}, {len(res.chunks)} chunks, '
+            f'{stats.generated_tokens} tokens ({stats.cached_tokens}/{stats.prompt_tokens} '
+            f'prompt tokens cached), first chunk {first_chunk_ms:.0f} ms, '
+            f'{stats.tokens_per_s:.1f} tok/s')
+
+    # ================================================================= output
+    def _first_token(self, job: _Job, stamp_ns: int) -> None:
+        with job.lock:
+            job.first_token_ns = stamp_ns
+            if job.released and job.publish and not job.token_stamped:
+                job.token_stamped = True
+                self.publish_stamp(job.turn_id, StageStamp.LLM_FIRST_TOKEN, stamp_ns)
+
+    def _emit(self, job: _Job, index: int, text: str, final: bool) -> None:
+        with job.lock:
+            job.pending.append((index, text, final))
+            if job.released:
+                self._drain(job)
+
+    def _release(self, job: _Job) -> None:
+        """The final transcript confirmed a speculative reply: send what it has so far."""
+        with job.lock:
+            job.released = True
+            job.confirmed.set()
+            if job.first_token_ns and job.publish and not job.token_stamped:
+                job.token_stamped = True
+                # The token existed earlier, but the turn only became real now.
+                self.publish_stamp(job.turn_id, StageStamp.LLM_FIRST_TOKEN)
+            self._drain(job)
+
+    def _drain(self, job: _Job) -> None:
+        """Publish held chunks in order (caller holds job.lock)."""
+        for index, text, final in job.pending:
+            if job.feedback is not None and text:
+                job.feedback(index, text)
+            if not job.publish:
+                continue
+            if job.stop.is_set() and text:
+                continue                     # interrupted: nothing more for the TTS
+            msg = ReplyChunk(turn_id=job.turn_id, index=index, text=text, is_final=final)
+            now = timeutil.now_ns()
+            msg.header.stamp = timeutil.to_msg(now)
+            msg.speech_end = timeutil.to_msg(job.speech_end_ns)
+            if self._reply_pub is not None:
+                self._reply_pub.publish(msg)
+            if text and not job.chunk_stamped:
+                job.chunk_stamped = True
+                self.publish_stamp(job.turn_id, StageStamp.FIRST_CHUNK, now)
+            if final:
+                self.publish_stamp(job.turn_id, StageStamp.LLM_DONE, now)
+        job.pending.clear()
+
+    # ================================================================= helpers
+    def _note_input(self, problems: list[str], turn: str) -> None:
+        """Count and (rate-limited) report what the sanitiser had to fix."""
+        for problem in problems:
+            if problem == 'empty':
+                continue
+            self.warn_throttled(f'input.{problem}', f'turn {turn}: input text: {problem}')
+
+    @staticmethod
+    def _remember(store: OrderedDict, key: str, value: Any) -> None:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > RECENT_TURNS:
+            store.popitem(last=False)
+
+
+def main(args: list[str] | None = None) -> None:
+    from wallie_common.runtime import main_for
+    main_for(LlmNode)(args)
+
+
+if __name__ == '__main__':
+    main()
