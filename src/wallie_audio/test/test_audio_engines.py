@@ -313,7 +313,8 @@ def test_own_echo_does_not_barge_in(speech, delay_ms, gain):
 
 def test_late_reference_holds_barge_in_instead_of_firing(speech):
     """A starved machine can process microphone blocks before the player's reference for
-    them: their echo cannot be cancelled, so they must not count as user speech."""
+    them: their echo cannot be cancelled, so they wait (bounded) for it and are then judged
+    with it; they never count as user speech."""
     ref = speech['reply'] * 0.5
     mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
     mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
@@ -327,12 +328,15 @@ def test_late_reference_holds_barge_in_instead_of_firing(speech):
             if k not in late or not lag_known:
                 if k == late[-1] + 1 and lag_known:  # the late reference, then this block
                     for j in late:
-                        gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
-                gate.playback(ref[i:i + 512], T0 + i * 62500, 'r')
+                        outs += gate.playback(ref[j * 512:j * 512 + 512],
+                                              T0 + j * 32_000_000, 'r')
+                outs += gate.playback(ref[i:i + 512], T0 + i * 62500, 'r')
             outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+        outs += gate.playback_done('r')
         ints = [o for o in outs if isinstance(o, InterruptOut)]
-        if lag_known:
-            assert not ints and gate.stats.barge_held >= 6 and gate.stats.turns == 0
+        assert gate.held_blocks == 0 and gate.stats.blocks == n
+        if lag_known:   # the late blocks waited for their reference instead of being skipped
+            assert not ints and gate.stats.barge_held == 0 and gate.stats.turns == 0
         else:
             assert not ints and gate.stats.barge_held == 0   # nothing late: nothing held
     # after the player reports the reply done, blocks past its end are judged again
@@ -537,3 +541,90 @@ def test_null_sink_paces_real_time():
     stamps = [s.write(np.zeros(320, np.float32)) for _ in range(25)]
     assert time.monotonic() - t >= 0.4
     assert stamps[1] - stamps[0] == 20_000_000
+
+
+@pytest.mark.parametrize('jump_ns', [5 * 10**9, -3 * 10**9])
+def test_framer_resyncs_after_pause_or_loop(jump_ns):
+    """A short last chunk leaves a remainder; when the input then pauses (or a replay loops
+    back in time) the next frames must carry the new stamps, not the old clock."""
+    fr = Framer(512)
+    out = fr.push(np.zeros(700, np.float32), T0)
+    assert [s for _, s in out] == [T0]
+    t1 = T0 + 700 * 62500 + jump_ns
+    out = fr.push(np.ones(1024, np.float32), t1)
+    assert [s for _, s in out] == [t1, t1 + 32_000_000]
+    assert all(float(b.min()) == 1.0 for b, _ in out)     # the stale remainder was dropped
+    # a continuous stream is unaffected
+    out = fr.push(np.ones(512, np.float32), t1 + 64_000_000)
+    assert [s for _, s in out] == [t1 + 64_000_000]
+
+
+def test_echo_noise_floor_survives_exact_zero_blocks(speech):
+    """Fixture silences are exact zeros: the noise floor must not stick at 0 and blocks
+    with a silent reference during playback must not divide by zero."""
+    ref = (speech['reply'] * 0.5).copy()
+    gap = 16000 + np.arange(0, 3200)                      # 200 ms of exact-zero reference
+    ref[gap] = 0.0
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
+    mic[np.abs(mic) < 1e-12] = 0.0
+    ec = EchoCanceller()
+    ec.process(np.zeros(512, np.float32), T0 - 10**9)
+    assert ec.noise > 0.0
+    for k in range(ref.shape[0] // 512):
+        i = k * 512
+        ec.timeline.write(ref[i:i + 512], T0 + i * 62500)
+        _, info = ec.process(mic[i:i + 512], T0 + i * 62500)
+        assert np.isfinite(info.excess_db)
+    assert ec.noise > 0.0
+
+
+def test_vanished_echo_path_is_divergence_not_barge_in(speech):
+    """After adaptation the microphone goes silent while the reply plays (the echo path
+    disappeared): the residual is the negated echo estimate, louder than the mic. It must
+    not be taken for user speech."""
+    ref = speech['reply'] * 0.5
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]].copy()
+    cut = ref.shape[0] // 3
+    mic[cut:] = 0.0
+    mic += np.random.default_rng(3).normal(0, 10 ** (-70 / 20), mic.shape).astype(np.float32)
+    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+    outs = []
+    for k in range(ref.shape[0] // 512):
+        i = k * 512
+        outs += gate.playback(ref[i:i + 512], T0 + i * 62500, 'r')
+        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+    assert gate.stats.echo_locked
+    assert not [o for o in outs if isinstance(o, (InterruptOut, PieceOut))]
+    assert gate.stats.turns == 0
+    # the canceller flags the block and hands back the microphone signal
+    ec = gate.echo
+    x, info = ec.process(mic[cut + 4096:cut + 4608], T0 + (cut + 4096) * 62500)
+
+    if info.diverged:
+        assert np.array_equal(x, mic[cut + 4096:cut + 4608])
+        assert info.excess_db < GateConfig().barge_min_excess_db
+
+
+def test_reply_stream_counts_as_speaking_while_reference_is_late(speech):
+    """Under CPU load the reference arrives ~380 ms after the microphone audio it echoes in.
+    With the reply stream open (FIRST_AUDIBLE seen) the gate must not open a turn on its
+    own voice: the blocks wait for their reference, then are judged with it."""
+    ref = speech['reply'] * 0.5
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
+    mic = np.concatenate([mic, np.zeros(16000, np.float32)])
+    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    n_ref = ref.shape[0] // 512
+    lag = 12
+    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+    outs = list(gate.playback_started('r', T0))
+    for k in range(mic.shape[0] // 512):
+        i = k * 512
+        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+        j = k - lag
+        if 0 <= j < n_ref:
+            outs += gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
+        if j == n_ref:
+            outs += gate.playback_done('r')
+    assert gate.held_blocks == 0
+    assert not [o for o in outs if isinstance(o, (InterruptOut, PieceOut))]
+    assert gate.stats.turns == 0

@@ -23,6 +23,7 @@ import numpy as np
 RATE = 16000
 BLOCK = 512
 NS = 1_000_000_000
+NOISE_FLOOR = 1e-10                # lowest noise-floor energy (exact-zero fixture silence)
 
 
 def _energy(x: np.ndarray) -> float:
@@ -130,6 +131,7 @@ class EchoInfo:
     erle_avg_db: float = 0.0        # smoothed ERLE over echo-only blocks (convergence)
     excess_db: float = 0.0          # residual above what echo-only would leave (near-end talk)
     double_talk: bool = False
+    diverged: bool = False          # residual exceeded the mic: estimate ignored
 
 
 class EchoCanceller:
@@ -191,7 +193,8 @@ class EchoCanceller:
         near = self.timeline.read(start - max_lag, max_lag + n)
         em = _energy(mic)
         info.mic_db = _db(em)
-        self.noise = em if em < self.noise else self.noise * 1.01
+        # a block of exact zeros must not pin the tracker at 0 (0 * 1.01 stays 0)
+        self.noise = max(NOISE_FLOOR, em if em < self.noise else self.noise * 1.01)
         info.active = _energy(near) > 1e-8
         if not info.active or mic.shape[0] != BLOCK:
             info.residual_db = info.mic_db
@@ -218,11 +221,19 @@ class EchoCanceller:
         # Near-end speech leaves residual the filter cannot explain: compare the residual
         # with what echo-only would leave (echo estimate / converged ERLE + noise floor).
         expected = ey / (10.0 ** (self.erle_avg / 10.0)) + self.noise
-        info.excess_db = _db(ee / expected)
+        diverged = ee > em
+        if diverged:
+            # Residual louder than the microphone itself: the estimate no longer matches
+            # the echo path (it vanished or changed), so subtracting it only adds energy.
+            # Never count that as user speech: judge the block on the microphone signal.
+            info.residual_db = info.mic_db
+            info.erle_db = 0.0
+        info.diverged = diverged
+        info.excess_db = _db(min(ee, em) / max(expected, NOISE_FLOOR))
         ref_on = _energy(x_new) > 1e-8 and ey > 1e-10
         converged = self.erle_avg >= 6.0
         info.double_talk = converged and info.excess_db > 6.0
-        if ref_on and not info.double_talk:
+        if ref_on and not info.double_talk and not diverged:
             self.erle_avg = 0.9 * self.erle_avg + 0.1 * min(info.erle_db, 40.0)
         info.erle_avg_db = self.erle_avg
         if ref_on and not info.double_talk:
@@ -232,4 +243,6 @@ class EchoCanceller:
             g = np.fft.irfft(G)
             g[BLOCK:] = 0.0                       # gradient constraint (linear conv.)
             self._W += np.fft.rfft(g)
+        if diverged:
+            return mic, info
         return e.astype(np.float32), info

@@ -27,6 +27,7 @@ BLOCK_NS = BLOCK * 1_000_000_000 // RATE
 MS = 1_000_000
 ECHO_MODES = ('suppress', 'half_duplex', 'off')
 REF_LATE_MAX_NS = 1_000_000_000  # a reference this late means the player stalled, not lag
+HOLD_MAX_NS = 500_000_000  # mic blocks wait at most this long for their playback reference
 
 # VoiceActivity event names (the node maps them to the message constants)
 SPEECH_START = 'speech_start'
@@ -173,6 +174,9 @@ class VoiceGate:
         self._last_prob = 0.0
         self._ptt = False
         self._playback_open = False          # reference frames are still coming
+        self._stream_active = False          # FIRST_AUDIBLE seen, no FINISHED/FLUSHED yet
+        self._stream_start_ns = 0
+        self._held: deque[tuple[np.ndarray, int]] = deque()  # mic blocks awaiting reference
         self._wake_pending: deque[np.ndarray] = deque(maxlen=self._wake_buffer_blocks())
         self._wake_until_ns = 0              # wake engine runs until then (VAD-gated)
 
@@ -209,23 +213,50 @@ class VoiceGate:
         return self._turn is not None and self._turn.in_speech
 
     # -- inputs ----------------------------------------------------------------------
-    def playback(self, samples16k: np.ndarray, stamp_ns: int, stream_id: str) -> None:
-        """A reference block (float32 mono 16 kHz) that becomes audible at `stamp_ns`."""
-        if not self._speaking(stamp_ns):
+    def playback(self, samples16k: np.ndarray, stamp_ns: int, stream_id: str) -> list[Output]:
+        """A reference block (float32 mono 16 kHz) that becomes audible at `stamp_ns`.
+        Returns the outputs of microphone blocks that were waiting for this reference."""
+        if not self._ref_speaking(stamp_ns) and not self._stream_active:
             self._speaking_since_ns = stamp_ns
         self.echo.timeline.write(samples16k, stamp_ns)
         self._playback_open = True
         if stream_id:
             self._reply_turn = stream_id
+        return self._release()
 
-    def playback_done(self, stream_id: str = '') -> None:
-        """The player finished or flushed a reply: no more reference is coming for it."""
+    def playback_started(self, stream_id: str, stamp_ns: int) -> list[Output]:
+        """The player's FIRST_AUDIBLE: a reply is audible from `stamp_ns`; until it is
+        finished or flushed the gate counts as speaking even where its reference is late."""
+        if not self._ref_speaking(stamp_ns) and not self._stream_active:
+            self._speaking_since_ns = stamp_ns
+        self._stream_active = True
+        self._stream_start_ns = stamp_ns
+        self._playback_open = True
+        if stream_id:
+            self._reply_turn = stream_id
+        return self._release()
+
+    def playback_done(self, stream_id: str = '') -> list[Output]:
+        """The player finished or flushed a reply: no more reference is coming for it.
+        Returns the outputs of microphone blocks that were waiting for its reference."""
         if not stream_id or stream_id == self._reply_turn:
             self._playback_open = False
+            self._stream_active = False
+        return self._release()
 
-    def _speaking(self, stamp_ns: int) -> bool:
+    def _ref_speaking(self, stamp_ns: int) -> bool:
         last = self.echo.timeline.last_write_ns
         return last > 0 and stamp_ns < last + self.config.playback_tail_ms * MS
+
+    def _speaking(self, stamp_ns: int) -> bool:
+        if self._ref_speaking(stamp_ns):
+            return True
+        if not self._stream_active or stamp_ns + BLOCK_NS <= self._stream_start_ns:
+            return False
+        # a reply stream is open: its reference may simply be late (CPU load); a player
+        # silent for longer than REF_LATE_MAX_NS has stalled or lost its FINISHED event
+        since = max(self.echo.timeline.last_write_ns, self._stream_start_ns)
+        return stamp_ns - since <= REF_LATE_MAX_NS
 
     def open_turn(self, reason: str, now_ns: int, turn_id: str = '') -> tuple[str, list[Output]]:
         """Arm a turn without a wake word (push-to-talk, listen action)."""
@@ -273,7 +304,37 @@ class VoiceGate:
 
     # -- the block loop --------------------------------------------------------------
     def process(self, block: np.ndarray, stamp_ns: int) -> list[Output]:
-        """One float32 mono 16 kHz block of BLOCK samples captured at `stamp_ns`."""
+        """One float32 mono 16 kHz block of BLOCK samples captured at `stamp_ns`.
+
+        While a reply plays, a block whose playback reference has not arrived yet waits
+        (bounded by HOLD_MAX_NS) so that it is judged against its echo; the outputs of
+        blocks released later come back from `process`, `playback` or `playback_done`."""
+        if self._held or self._must_wait(stamp_ns):
+            self._held.append((block, stamp_ns))
+            return self._release()
+        return self._process(block, stamp_ns)
+
+    def _must_wait(self, stamp_ns: int) -> bool:
+        if self.config.echo_mode != 'suppress' or not self._speaking(stamp_ns):
+            return False
+        return not self._reference_known(stamp_ns)
+
+    def _release(self) -> list[Output]:
+        out: list[Output] = []
+        while self._held:
+            block, stamp = self._held[0]
+            newest = self._held[-1][1]
+            if newest - stamp < HOLD_MAX_NS and self._must_wait(stamp):
+                break
+            self._held.popleft()
+            out += self._process(block, stamp)
+        return out
+
+    @property
+    def held_blocks(self) -> int:
+        return len(self._held)
+
+    def _process(self, block: np.ndarray, stamp_ns: int) -> list[Output]:
         c = self.config
         out: list[Output] = []
         self.stats.blocks += 1
@@ -462,7 +523,8 @@ class VoiceGate:
         need = stamp_ns + BLOCK_NS - delay_ns
         if tl.last_write_ns >= need or not self._playback_open:
             return True
-        return stamp_ns - tl.last_write_ns > REF_LATE_MAX_NS   # a stalled player: judge
+        since = max(tl.last_write_ns, self._stream_start_ns if self._stream_active else 0)
+        return stamp_ns - since > REF_LATE_MAX_NS   # a stalled player: judge
     def _barge(self, prob: float, info: EchoInfo, stamp_ns: int) -> list[Output]:
         c = self.config
         if not c.barge_in or c.echo_mode == 'half_duplex':

@@ -225,7 +225,9 @@ class VoiceGateNode(StageNode):
             self._put(('ref', x, timeutil.from_msg(msg.header.stamp), msg.stream_id))
 
     def _on_playback_event(self, msg: PlaybackEvent) -> None:
-        if msg.event in (PlaybackEvent.FINISHED, PlaybackEvent.FLUSHED):
+        if msg.event == PlaybackEvent.FIRST_AUDIBLE:
+            self._put(('playback_start', msg.turn_id, timeutil.from_msg(msg.header.stamp)))
+        elif msg.event in (PlaybackEvent.FINISHED, PlaybackEvent.FLUSHED):
             self._put(('playback_done', msg.turn_id))
 
     def _on_transcript(self, msg: Transcript) -> None:
@@ -342,11 +344,11 @@ class VoiceGateNode(StageNode):
                                     f'blocks with their reference ({gate.stats.barge_held} '
                                     'held so far)')
         elif kind == 'ref':
-            gate.playback(item[1], item[2], item[3])
-            outs = []
+            outs = gate.playback(item[1], item[2], item[3])
+        elif kind == 'playback_start':
+            outs = gate.playback_started(item[1], item[2])
         elif kind == 'playback_done':
-            gate.playback_done(item[1])
-            outs = []
+            outs = gate.playback_done(item[1])
         elif kind == 'transcript':
             outs = gate.on_transcript(item[1], item[2], item[3], now)
         elif kind == 'ptt':

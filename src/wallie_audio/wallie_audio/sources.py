@@ -115,6 +115,13 @@ class Framer:
         self._buf_stamp = 0
 
     def push(self, x: np.ndarray, stamp_ns: int) -> list[tuple[np.ndarray, int]]:
+        if self._buf.shape[0]:
+            # A chunk that does not continue the held remainder (the input paused, or a
+            # replay looped back in time) must not inherit the old clock: drop the
+            # remainder and resync to the incoming stamp.
+            expected = self._buf_stamp + self._buf.shape[0] * NS // self.rate
+            if abs(stamp_ns - expected) > self.frame * NS // self.rate:
+                self._buf = np.zeros(0, dtype=np.float32)
         if self._buf.shape[0] == 0:
             self._buf_stamp = stamp_ns
             self._buf = x.astype(np.float32, copy=False)
