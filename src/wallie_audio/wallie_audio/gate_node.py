@@ -6,6 +6,7 @@ publishes what it returns.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -57,6 +58,8 @@ def _params(specs) -> tuple[P.Param, ...]:
     return tuple(P.Param(s.name, s.default, s.description, s.min, s.max, s.choices,
                          s.read_only, s.reload) for s in specs)
 
+
+MAX_LISTEN_TIMEOUT_S = 600.0   # a listen goal waits at most this long
 
 class VoiceGateNode(StageNode):
     PARAMS = _params(C.GATE_SPECS)
@@ -112,7 +115,7 @@ class VoiceGateNode(StageNode):
         self._ptt_srv = self.create_service(SetBool, 'push_to_talk', self._on_ptt,
                                             callback_group=group)
         self._listen = ActionServer(self, Listen, 'listen', self._execute_listen,
-                                    goal_callback=lambda g: GoalResponse.ACCEPT,
+                                    goal_callback=self._on_listen_goal,
                                     cancel_callback=lambda g: CancelResponse.ACCEPT,
                                     callback_group=group)
         self._stop = threading.Event()
@@ -255,6 +258,14 @@ class VoiceGateNode(StageNode):
         response.message = box.get('turn_id', 'voice gate busy')
         return response
 
+    def _on_listen_goal(self, goal) -> GoalResponse:
+        t = goal.timeout_s
+        if not math.isfinite(t) or t < 0.0 or t > MAX_LISTEN_TIMEOUT_S:
+            self.warn_throttled('bad_listen_goal', f'listen goal rejected: timeout_s={t} is not '
+                                f'in [0, {MAX_LISTEN_TIMEOUT_S:.0f}] s')
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
     def _execute_listen(self, goal_handle):
         result = Listen.Result()
         if not self._active:
@@ -275,6 +286,12 @@ class VoiceGateNode(StageNode):
         last_partial = ''
         try:
             while time.monotonic() < deadline:
+                if not self._active:            # deactivated or shutting down
+                    goal_handle.abort()
+                    result.error_code = Listen.Result.FAILED
+                    result.error_message = 'voice gate stopped'
+                    result.turn_id = tid
+                    return result
                 if goal_handle.is_cancel_requested:
                     goal_handle.canceled()
                     result.error_code = Listen.Result.CANCELED

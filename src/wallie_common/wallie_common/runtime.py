@@ -68,11 +68,28 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         node.get_logger().fatal(f'unhandled exception: {exc!r}')
         code = 1
     finally:
+        # A callback that never returns (a stuck goal, a blocked engine) must not keep the
+        # process alive: supervisors escalate to SIGKILL, which leaves DDS shared memory behind.
+        watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _force_exit, args=(node, code))
+        watchdog.daemon = True
+        watchdog.start()
         _shutdown_lifecycle(node)
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        watchdog.cancel()
     return code
+
+
+SHUTDOWN_WATCHDOG_S = 6.0
+
+
+def _force_exit(node, code: int) -> None:
+    try:
+        node.get_logger().error(f'shutdown took longer than {SHUTDOWN_WATCHDOG_S:.0f} s; '
+                                'exiting without waiting for busy callbacks')
+    finally:
+        os._exit(code or 1)
 
 
 def _autostart(node) -> bool:

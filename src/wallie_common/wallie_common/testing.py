@@ -148,6 +148,7 @@ class Probe:
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self.messages: dict[str, list[Any]] = defaultdict(list)
+        self._clients: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -199,22 +200,38 @@ class Probe:
         self.wait_for(lambda: publisher.get_subscription_count() >= count, timeout,
                       f'{count} subscriber(s) on {publisher.topic_name}', procs)
 
-    def call(self, srv_type, name: str, request, timeout: float = 20.0):
-        """Call a service and return its response (AssertionError on timeout)."""
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise AssertionError(f'service {name} not available after {timeout} s')
+    def call(self, srv_type, name: str, request, timeout: float = 20.0,
+             resend_s: float | None = None):
+        """Call a service and return its response (AssertionError on timeout).
+
+        Clients are kept per service: a client created just before a call can lose the
+        response while the server has not yet matched its reply reader (Fast DDS). With
+        `resend_s`, an idempotent request is sent again when no answer came in that time.
+        """
+        key = (srv_type, name)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self.node.create_client(srv_type, name)
+        deadline = time.monotonic() + timeout
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise AssertionError(f'service {name} not available after {timeout} s')
+        while True:
             future = client.call_async(request)
-            self.wait_for(future.done, timeout, f'response from {name}')
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+            attempt = min(resend_s or timeout, max(0.0, deadline - time.monotonic()))
+            end = time.monotonic() + attempt
+            while time.monotonic() < end and not future.done():
+                time.sleep(0.01)
+            if future.done():
+                return future.result()
+            client.remove_pending_request(future)
+            if resend_s is None or time.monotonic() >= deadline:
+                raise AssertionError(f'timed out after {timeout} s waiting for response '
+                                     f'from {name}')
 
     def lifecycle_state(self, node_name: str, timeout: float = 10.0) -> str:
         from lifecycle_msgs.srv import GetState
         return self.call(GetState, f'{node_name}/get_state', GetState.Request(),
-                         timeout).current_state.label
+                         timeout, resend_s=2.0).current_state.label
 
     def lifecycle(self, node_name: str, transition: str, timeout: float = 60.0) -> bool:
         """Request a transition by label ('configure', 'activate', ...)."""
@@ -240,13 +257,14 @@ class Probe:
         from rclpy.parameter import Parameter
         req = SetParameters.Request()
         req.parameters = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-        return self.call(SetParameters, f'{node_name}/set_parameters', req).results
+        return self.call(SetParameters, f'{node_name}/set_parameters', req,
+                         resend_s=3.0).results
 
     def get_params(self, node_name: str, *names: str) -> list[Any]:
         from rcl_interfaces.srv import GetParameters
         from rclpy.parameter import parameter_value_to_python
         req = GetParameters.Request(names=list(names))
-        res = self.call(GetParameters, f'{node_name}/get_parameters', req)
+        res = self.call(GetParameters, f'{node_name}/get_parameters', req, resend_s=2.0)
         return [parameter_value_to_python(v) for v in res.values]
 
     def close(self) -> None:
