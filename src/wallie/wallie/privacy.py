@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from wallie.turn_metrics import safe_id
+from wallie_common.files import make_private_dirs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,19 +74,7 @@ def config_file(home: Path) -> Path:
 def ensure_private_dir(path: str | os.PathLike) -> Path:
     """Create `path` (and missing parents) as 0700 directories; tighten it if it exists."""
     target = Path(path).expanduser()
-    missing = []
-    probe = target
-    while not probe.exists():
-        missing.append(probe)
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, DIR_MODE)
-        except FileExistsError:
-            pass
-        os.chmod(directory, DIR_MODE)  # the umask may have masked the mode
+    missing = make_private_dirs(target)
     if not missing:
         mode = stat.S_IMODE(target.stat().st_mode)
         if mode & 0o077 and target.stat().st_uid == os.getuid():

@@ -38,6 +38,8 @@ from typing import Any, Protocol, Union
 
 import yaml
 
+from wallie_common.files import make_private_dirs
+
 __all__ = [
     'DEFAULT_CACHE_DIR',
     'DEFAULT_STORE_DIR',
@@ -665,7 +667,7 @@ def fetch(
             _LOG.info('%s: already present in %s', spec.id, directory)
             results.append(FetchResult(spec.id, directory, 'skipped', 0, 0.0))
             continue
-        _make_private_dirs(directory)
+        make_private_dirs(directory)
         _remove_stale_temps(directory)
         _check_free_space(directory, sum(f.size for f in todo), spec.id)
         errors = []
@@ -733,7 +735,7 @@ def _ensure_wheels(
         else:
             found[req] = cached
     if missing:
-        _make_private_dirs(wheel_cache)
+        make_private_dirs(wheel_cache)
         _remove_stale_temps(wheel_cache)
         _pip_download(missing, wheel_cache, progress)
         for req in missing:
@@ -861,22 +863,6 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents with mode 0700 (existing ones are kept)."""
-    missing = []
-    path = directory
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            pass
 
 
 def _remove_stale_temps(directory: Path) -> None:
