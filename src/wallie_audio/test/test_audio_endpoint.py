@@ -94,3 +94,72 @@ def test_finish_now():
         ep.step(0.9, i * B, B)
     ev = ep.finish_now(10 * B, 'push_to_talk')
     assert ev is not None and ev.kind is Kind.END and ev.reason == 'push_to_talk'
+
+
+# -- early end on a complete transcript -------------------------------------------------
+def _trailing(ep, voiced=10, silent=3):
+    """Speech then `silent` blocks of silence; returns the next block index."""
+    events = []
+    for i in range(voiced):
+        events += ep.step(0.9, i * B, B)
+    for i in range(voiced, voiced + silent):
+        events += ep.step(0.0, i * B, B)
+    return voiced + silent, events
+
+
+def test_complete_transcript_ends_after_short_silence():
+    ep = Endpointer(EndpointConfig(min_silence_ms=400, complete_silence_ms=192))
+    n, events = _trailing(ep, silent=3)           # 96 ms of silence: PROBABLY_ENDED sent
+    assert events[-1].kind is Kind.PROBABLY_ENDED and ep.trailing
+    assert ep.complete(n * B) is None             # not yet 192 ms
+    out = []
+    for i in range(n, n + 3):
+        out += [(i, e) for e in ep.step(0.0, i * B, B)]
+    assert [(i, e.kind, e.reason) for i, e in out] == [(15, Kind.END, 'complete')]
+
+
+def test_complete_transcript_after_enough_silence_ends_at_once():
+    ep = Endpointer(EndpointConfig(min_silence_ms=400, complete_silence_ms=160))
+    n, _ = _trailing(ep, silent=6)                # 192 ms
+    ev = ep.complete(n * B + 5)
+    assert ev is not None and ev.kind is Kind.END and ev.reason == 'complete'
+    assert ev.stamp_ns == n * B + 5 and ev.speech_end_ns == 10 * B - 70_000_000
+    assert ep.state.value == 'silence'
+
+
+def test_complete_is_cancelled_by_resumed_speech_and_ignored_when_off():
+    ep = Endpointer(EndpointConfig(min_silence_ms=400, complete_silence_ms=160))
+    n, _ = _trailing(ep, silent=3)
+    assert ep.complete(n * B) is None
+    kinds_seen = [e.kind for e in ep.step(0.9, n * B, B)]
+    assert kinds_seen == [Kind.RESUMED]
+    out = []
+    for i in range(n + 1, n + 12):                # 352 ms < 400: the old shortcut is gone
+        out += ep.step(0.0, i * B, B)
+    assert Kind.END not in [e.kind for e in out]
+    # off: complete_silence_ms = 0
+    ep = Endpointer(EndpointConfig(min_silence_ms=400, complete_silence_ms=0))
+    n, _ = _trailing(ep, silent=10)
+    assert ep.complete(n * B) is None and ep.trailing
+    # not trailing: no effect
+    ep = Endpointer(EndpointConfig(complete_silence_ms=160))
+    assert ep.complete(0) is None
+
+
+@pytest.mark.parametrize('text,ok', [
+    ('What is the capital of France?', True),
+    ('Set a timer for ten minutes.', True),
+    ('Tell me a joke!', True),
+    ('"Is it raining?"', True),
+    ('What is the capital of?', False),       # Whisper punctuates fragments
+    ('I want to go to the.', False),
+    ('What is the capital of France', False),  # no punctuation: not sure
+    ('So, um...', False),
+    ('Well, and', False),
+    ('Hello.', False),                         # one word: too little to trust
+    ('Hello there.', True),
+    ('', False),
+])
+def test_looks_complete(text, ok):
+    from wallie_audio.completion import looks_complete
+    assert looks_complete(text) is ok

@@ -12,6 +12,7 @@ from wallie_audio.echo import EchoCanceller, ReferenceTimeline, gcc_phat
 from wallie_audio.gate import (
     BARGE_IN,
     END_OF_TURN,
+    SPEECH_PROBABLY_ENDED,
     SPEECH_START,
     ActivityOut,
     GateConfig,
@@ -497,6 +498,65 @@ def test_gate_transcript_mode_sets_phrase_and_followup(silero, speech):
     assert woke and woke[0].engine == 'transcript'
     outs = feed(gate, x, T0 + 10**9 * 3)          # within the follow-up window
     assert all(p.wake_phrase == '' for p in outs if isinstance(p, PieceOut))
+
+
+def test_gate_complete_early_transcript_ends_the_turn_sooner(silero, speech):
+    from wallie_audio.endpoint import EndpointConfig
+    x = np.concatenate([np.zeros(8000, np.float32), speech['q'], np.zeros(16000, np.float32)])
+    cfg = GateConfig(endpoint=EndpointConfig(min_silence_ms=400, complete_silence_ms=160))
+
+    def run(gate, stop=None):
+        """Feed blocks; stop after block `stop` (returns its SPEECH_PROBABLY_ENDED)."""
+        outs, probable = [], None
+        for k, b in enumerate(blocks(x)):
+            if stop is not None and k > stop:
+                break
+            for o in gate.process(b, T0 + k * 32_000_000):
+                outs.append((k, o))
+                if isinstance(o, ActivityOut) and o.kind == SPEECH_PROBABLY_ENDED:
+                    probable = o
+        return outs, probable
+
+    def until_probable(gate):
+        _, probable = run(gate, last_probable)
+        return last_probable, probable
+
+    def rest(gate, k):
+        outs = []
+        for j, b in enumerate(blocks(x)[k + 1:], start=k + 1):
+            outs += gate.process(b, T0 + j * 32_000_000)
+        return [o for o in outs if isinstance(o, ActivityOut) and o.kind == END_OF_TURN]
+
+    # baseline: silence only (the last SPEECH_PROBABLY_ENDED is the one before the end)
+    silero.reset()
+    outs, _ = run(VoiceGate(cfg, silero, NoWake()))
+    last_probable = [k for k, o in outs if isinstance(o, ActivityOut)
+                     and o.kind == SPEECH_PROBABLY_ENDED][-1]
+    base = [o for _, o in outs if isinstance(o, ActivityOut) and o.kind == END_OF_TURN]
+    assert len(base) == 1 and base[0].reason == 'silence'
+    # an early final that reads as complete: the turn ends 400 - 160 ms sooner
+    silero.reset()
+    gate = VoiceGate(cfg, silero, NoWake())
+    k, probable = until_probable(gate)
+    assert gate.on_transcript(probable.turn_id, 'What is the capital of France?', False,
+                              T0 + k * 32_000_000, early=True,
+                              speech_end_ns=probable.speech_end_ns) == []
+    ends = rest(gate, k)
+    assert len(ends) == 1 and ends[0].reason == 'complete'
+    assert ends[0].speech_end_ns == base[0].speech_end_ns
+    assert 200e6 <= base[0].stamp_ns - ends[0].stamp_ns <= 260e6
+    assert gate.stats.complete_endpoints == 1
+    # a fragment, a stale transcript (made for an earlier speech end) or another turn: no effect
+    for text, end_shift, tid in (('What is the capital of?', 0, None),
+                                 ('What is the capital of France?', -10**9, None),
+                                 ('What is the capital of France?', 0, 'other')):
+        silero.reset()
+        gate = VoiceGate(cfg, silero, NoWake())
+        k, probable = until_probable(gate)
+        gate.on_transcript(tid or probable.turn_id, text, False, T0 + k * 32_000_000,
+                           early=True, speech_end_ns=probable.speech_end_ns + end_shift)
+        ends = rest(gate, k)
+        assert len(ends) == 1 and ends[0].reason == 'silence', text
 
 
 # -- playout -------------------------------------------------------------------------

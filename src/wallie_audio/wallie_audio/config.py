@@ -47,6 +47,9 @@ GATE_SPECS: tuple[Spec, ...] = (
          '(debounce), ms.', 0, 1000),
     Spec('endpoint.min_silence_ms', 400, 'Silence after speech that confirms the end of the '
          'turn, ms.', 100, 5000),
+    Spec('endpoint.complete_silence_ms', 200, 'Silence that ends the turn when the early '
+         'transcript reads as a complete sentence ("What time is it?"), ms; at most '
+         'endpoint.min_silence_ms applies. 0 = always wait min_silence_ms.', 0, 5000),
     Spec('endpoint.probable_end_ms', 64, 'Silence after which SPEECH_PROBABLY_ENDED is sent '
          '(early ASR), ms.', 0, 2000),
     Spec('endpoint.min_speech_ms', 120, 'Utterances with less voiced time are discarded, ms.',
@@ -143,6 +146,7 @@ def endpoint_config(p: Mapping[str, Any]) -> EndpointConfig:
         speech_start_ms=int(p['endpoint.speech_start_ms']),
         min_silence_ms=int(p['endpoint.min_silence_ms']),
         probable_end_ms=int(p['endpoint.probable_end_ms']),
+        complete_silence_ms=int(p['endpoint.complete_silence_ms']),
         min_speech_ms=int(p['endpoint.min_speech_ms']),
         max_utterance_ms=int(p['endpoint.max_utterance_ms']),
         end_offset_ms=int(p['vad.end_offset_ms']))

@@ -29,6 +29,7 @@ class EndpointConfig:
     speech_start_ms: int = 64       # voiced time needed to confirm a speech start
     min_silence_ms: int = 400       # silence after speech that confirms the end of the turn
     probable_end_ms: int = 64       # silence after speech that signals "probably ended"
+    complete_silence_ms: int = 200  # ... when the early transcript reads as complete (0 = off)
     min_speech_ms: int = 120        # voiced time below which the utterance is discarded
     max_utterance_ms: int = 15000   # forced endpoint after this much speech
     end_offset_ms: int = VAD_END_LAG_MS  # reported speech end = last voiced block end - this
@@ -37,7 +38,7 @@ class EndpointConfig:
         if not 0.0 <= self.neg_threshold <= self.threshold <= 1.0:
             raise ValueError('need 0 <= neg_threshold <= threshold <= 1')
         for name in ('speech_start_ms', 'min_silence_ms', 'probable_end_ms',
-                     'min_speech_ms', 'max_utterance_ms', 'end_offset_ms'):
+                     'complete_silence_ms', 'min_speech_ms', 'max_utterance_ms', 'end_offset_ms'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0')
 
@@ -64,7 +65,8 @@ class Event:
     speech_start_ns: int             # first voiced sample of the utterance
     speech_end_ns: int = 0           # last voiced sample (PROBABLY_ENDED, END, DISCARD)
     probability: float = 0.0
-    reason: str = ''                 # END: 'silence' | 'max_length'; DISCARD: why
+    reason: str = ''                 # END: 'silence' | 'complete' | 'max_length' | ...;
+                                     # DISCARD: why
 
 
 class Endpointer:
@@ -83,6 +85,7 @@ class Endpointer:
         self._speech_voiced_ns = 0   # total voiced time of the utterance
         self._silence_ns = 0
         self._probable_sent = False
+        self._complete = False       # the text so far reads as a whole turn (see complete())
 
     def reconfigure(self, config: EndpointConfig) -> None:
         """Apply new parameters; the current utterance continues under the new rules."""
@@ -99,6 +102,36 @@ class Endpointer:
     @property
     def last_voiced_end_ns(self) -> int:
         return self._last_voiced_end_ns
+
+    @property
+    def trailing(self) -> bool:
+        """In the silence after speech, PROBABLY_ENDED sent, endpoint not yet confirmed."""
+        return self.state is State.TRAILING and self._probable_sent
+
+    @property
+    def probable_speech_end_ns(self) -> int:
+        """The speech end PROBABLY_ENDED reported for the current silence (0 if none)."""
+        return self._speech_end_ns() if self.trailing else 0
+
+    def _required_silence_ns(self) -> int:
+        c = self.config
+        if self._complete and c.complete_silence_ms > 0:
+            return min(c.min_silence_ms, c.complete_silence_ms) * MS
+        return c.min_silence_ms * MS
+
+    def complete(self, stamp_ns: int) -> Event | None:
+        """The words so far form a complete turn (decided elsewhere, from the early
+        transcript): from now on `complete_silence_ms` of silence confirms the endpoint.
+
+        Returns the END event at once when that much silence was already seen (stamped
+        `stamp_ns`), else None (a later `step` confirms it; speech again cancels it).
+        No effect unless trailing after PROBABLY_ENDED or with complete_silence_ms = 0."""
+        if not self.trailing or self.config.complete_silence_ms <= 0:
+            return None
+        self._complete = True
+        if self._silence_ns >= self._required_silence_ns():
+            return self._finish(stamp_ns, 0.0, 'complete')
+        return None
 
     def _speech_end_ns(self) -> int:
         """Acoustic speech end estimate: the end of the last voiced block, moved back by the
@@ -147,6 +180,7 @@ class Endpointer:
                 self.state = State.SPEECH
                 self._speech_voiced_ns += dur_ns
                 self._last_voiced_end_ns = end_ns
+                self._complete = False      # the transcript no longer covers the speech
                 if self._probable_sent:
                     self._probable_sent = False
                     out.append(Event(Kind.RESUMED, end_ns, self._speech_start_ns,
@@ -158,8 +192,9 @@ class Endpointer:
                     self._probable_sent = True
                     out.append(Event(Kind.PROBABLY_ENDED, end_ns, self._speech_start_ns,
                                      self._speech_end_ns(), prob))
-                if self._silence_ns >= c.min_silence_ms * MS:
-                    out.append(self._finish(end_ns, prob, 'silence'))
+                if self._silence_ns >= self._required_silence_ns():
+                    out.append(self._finish(end_ns, prob,
+                                            'complete' if self._complete else 'silence'))
                     return out
         if self.in_speech and end_ns - self._speech_start_ns >= c.max_utterance_ms * MS:
             if self.state is State.SPEECH:

@@ -15,6 +15,7 @@ from typing import Union
 
 import numpy as np
 
+from wallie_audio.completion import looks_complete
 from wallie_audio.echo import EchoCanceller, EchoConfig, EchoInfo
 from wallie_audio.endpoint import EndpointConfig, Endpointer, Kind
 from wallie_audio.ring import AudioRing
@@ -149,6 +150,7 @@ class GateStats:
     echo_erle_db: float = 0.0        # smoothed ERLE of the last block with a locked echo path
     wake_blocks: int = 0             # blocks the wake engine actually processed
     barge_held: int = 0              # barge-in blocks not judged: their reference was late
+    complete_endpoints: int = 0      # early transcripts read as complete (shorter endpoint)
 
 
 class VoiceGate:
@@ -283,14 +285,22 @@ class VoiceGate:
         if ev is None or not self._turn.in_speech:
             out += self._discard(now_ns, 'push-to-talk released before speech')
         elif ev.kind is Kind.END:
-            out += self._end(ev.stamp_ns, ev.speech_end_ns, ev.probability)
+            out += self._end(ev.stamp_ns, ev.speech_end_ns, ev.probability, ev.reason)
         else:
             out += self._discard(now_ns, ev.reason)
         return tid, out
 
-    def on_transcript(self, turn_id: str, text: str, is_final: bool,
-                      now_ns: int) -> list[Output]:
-        """Transcript wake mode: a final that contains the phrase accepts the turn."""
+    def on_transcript(self, turn_id: str, text: str, is_final: bool, now_ns: int,
+                      early: bool = False, speech_end_ns: int = 0) -> list[Output]:
+        """A transcript of a turn.
+
+        Early final (`early`): if it reads as a complete turn and still covers all the
+        speech (`speech_end_ns`, the end it was made for, is the current one), the turn
+        ends after `complete_silence_ms` of silence instead of `min_silence_ms` -- at once
+        if that much silence has passed.
+        Final, transcript wake mode: a final that contains the phrase accepts the turn."""
+        if early and not is_final:
+            return self._early_transcript(turn_id, text, now_ns, speech_end_ns)
         out: list[Output] = []
         if not is_final or turn_id not in self._pending_accept:
             return out
@@ -301,6 +311,24 @@ class VoiceGate:
             out.append(WakeOut(self.wake.phrase.replace(' ', '_'), 'transcript', 1.0,
                                turn_id, now_ns))
         return out
+
+    def _early_transcript(self, turn_id: str, text: str, now_ns: int,
+                          speech_end_ns: int) -> list[Output]:
+        turn, ep = self._turn, self.endpointer
+        if turn is None or turn.turn_id != turn_id or not turn.in_speech or self._ptt \
+                or not ep.trailing or self.config.endpoint.complete_silence_ms <= 0:
+            return []
+        if speech_end_ns and speech_end_ns + BLOCK_NS < ep.probable_speech_end_ns:
+            return []                       # made before the user spoke again: stale
+        if not looks_complete(text):
+            return []
+        ev = ep.complete(max(now_ns, ep.last_voiced_end_ns))
+        self.stats.complete_endpoints += 1
+        if ev is None:
+            return []
+        if ev.kind is Kind.END:
+            return self._end(ev.stamp_ns, ev.speech_end_ns, ev.probability, ev.reason)
+        return self._discard(ev.stamp_ns, ev.reason)
 
     # -- the block loop --------------------------------------------------------------
     def process(self, block: np.ndarray, stamp_ns: int) -> list[Output]:

@@ -234,8 +234,9 @@ class VoiceGateNode(StageNode):
             self._put(('playback_done', msg.turn_id))
 
     def _on_transcript(self, msg: Transcript) -> None:
-        if msg.is_final:
-            self._put(('transcript', msg.turn_id, msg.text, msg.is_final))
+        if msg.is_final or msg.is_early_final:
+            self._put(('transcript', msg.turn_id, msg.text, msg.is_final,
+                       msg.is_early_final, timeutil.from_msg(msg.speech_end)))
         with self._lock:
             w = self._listen_waiters.get(msg.turn_id)
             if w is not None:
@@ -340,6 +341,7 @@ class VoiceGateNode(StageNode):
                 self.diag.value('turns', s.turns)
                 self.diag.value('wakes', s.wakes)
                 self.diag.value('barge_ins', s.barge_ins)
+                self.diag.value('complete_endpoints', s.complete_endpoints)
                 self.diag.value('echo_locked', s.echo_locked)
                 self.diag.value('echo_delay_ms', f'{s.echo_delay_ms:.0f}')
                 self.diag.value('echo_erle_db', f'{s.echo_erle_db:.1f}')
@@ -367,7 +369,8 @@ class VoiceGateNode(StageNode):
         elif kind == 'playback_done':
             outs = gate.playback_done(item[1])
         elif kind == 'transcript':
-            outs = gate.on_transcript(item[1], item[2], item[3], now)
+            outs = gate.on_transcript(item[1], item[2], item[3], now, early=item[4],
+                                      speech_end_ns=item[5])
         elif kind == 'ptt':
             tid, outs = gate.push_to_talk(item[1], now)
             item[3]['turn_id'] = tid
