@@ -46,9 +46,15 @@ def chunk_stream(text: str, step: int = 3, cfg: ChunkerConfig | None = None) -> 
     ('Is it? Yes! Really.', ['Is it?', 'Yes!', 'Really.']),
 ])
 def test_chunker_table(text, expected):
-    assert chunk_stream(text) == expected
-    assert chunk_stream(text, step=1) == expected      # token size does not matter
-    assert chunk_stream(text, step=50) == expected
+    cfg = ChunkerConfig(first_max_words=6)             # boundaries, not the early word cut
+    assert chunk_stream(text, cfg=cfg) == expected
+    assert chunk_stream(text, step=1, cfg=cfg) == expected  # token size does not matter
+    assert chunk_stream(text, step=50, cfg=cfg) == expected
+
+
+def test_default_first_chunk_is_four_words_when_streamed():
+    assert chunk_stream('The capital of France is Paris.', step=1) == [
+        'The capital of France', 'is Paris.']
 
 
 def test_chunker_waits_for_the_character_after_a_boundary():
@@ -66,7 +72,24 @@ def test_first_chunk_is_released_early():
         got += chunker.feed(piece)
         if got:
             break
-    assert got == ['The largest planet in']
+    assert got == ['The largest planet']            # not on the dangling "in"
+    assert chunker.flush() == ['in our']             # fed so far
+
+
+@pytest.mark.parametrize('pieces, expected', [
+    (['Romeo', ' and', ' Juliet', ' were', ' written'], 'Romeo and Juliet'),
+    (['A', ' week', ' has', ' seven', ' days'], 'A week has seven'),
+    (['It', ' is', ' in', ' the', ' box'], 'It is'),   # never below first_min_words
+    (['Of', ' the', ' in', ' a', ' it'], 'Of the'),
+])
+def test_first_chunk_word_cut_backs_off_continuations(pieces, expected):
+    chunker = ClauseChunker(ChunkerConfig(first_min_words=2, first_max_words=4))
+    got = []
+    for piece in pieces:
+        got += chunker.feed(piece)
+    assert got[0] == expected
+    rest = got[1:] + chunker.flush()
+    assert ' '.join(got[:1] + rest).split() == ''.join(pieces).split()
 
 
 def test_long_sentence_is_cut_at_a_clause_break():

@@ -2,9 +2,10 @@
 
 The first chunk goes out as soon as it can be spoken on its own: at the first clause break
 (comma, semicolon, colon, dash) after a few words, at a sentence end, or, when neither comes,
-at a word boundary after `first_max_words` words. Later chunks are whole sentences (the TTS
-sounds better with a whole sentence and is by then ahead of playback), cut at a clause break
-only when a sentence runs past `max_chars`.
+at a word boundary after `first_max_words` words -- backed off over a trailing article,
+preposition or auxiliary, so the piece ends where a speaker could pause. Later chunks are
+whole sentences (the TTS sounds better with a whole sentence and is by then ahead of
+playback), cut at a clause break only when a sentence runs past `max_chars`.
 
 A boundary is confirmed only by the character after it (a space or a newline), so "3.5",
 "1,000", "e.g." and "Dr. Smith" are not cut; the text's end confirms the last boundary.
@@ -13,6 +14,8 @@ A boundary is confirmed only by the character after it (a space or a newline), s
 from __future__ import annotations
 
 import re
+
+from wallie_common.text import ends_on_continuation
 
 from wallie_llm.config import ChunkerConfig
 
@@ -102,7 +105,7 @@ class ClauseChunker:
         words = _WORD.findall(buf)
         complete = len(words) - (0 if buf[-1:].isspace() else 1)
         if first and complete >= self.cfg.first_max_words:
-            return self._word_cut(buf, self.cfg.first_max_words)
+            return self._word_cut(buf, self.cfg.first_max_words, self.cfg.first_min_words)
         if len(buf) > self.cfg.max_chars:
             if last_clause is not None:
                 return last_clause
@@ -111,11 +114,16 @@ class ClauseChunker:
         return None
 
     @staticmethod
-    def _word_cut(buf: str, words: int) -> int:
-        for k, m in enumerate(_WORD.finditer(buf)):
-            if k == words - 1:
-                return m.end()
-        return len(buf)
+    def _word_cut(buf: str, max_words: int, min_words: int) -> int:
+        """End of the first `max_words` words, backed off over words a phrase cannot end
+        on ("The largest planet | in our solar system"), keeping at least `min_words`."""
+        found = [m for _, m in zip(range(max_words), _WORD.finditer(buf))]
+        if not found:
+            return len(buf)
+        k = len(found)
+        while k > max(1, min_words) and ends_on_continuation(found[k - 1].group()):
+            k -= 1
+        return found[k - 1].end()
 
     @staticmethod
     def _is_sentence_end(buf: str, i: int) -> bool:
