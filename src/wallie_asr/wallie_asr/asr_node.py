@@ -51,8 +51,9 @@ PARAMS = (
     P.Param('asr.initial_prompt', '', 'Text given to Whisper as preceding context (style, '
             'domain vocabulary).'),
     P.Param('asr.hotwords', '', 'Words/phrases to bias recognition towards (names, jargon).'),
-    P.Param('asr.window_s', 15.0, 'Encoder window in seconds (Whisper: 30). Shorter is faster; '
-            'below ~10 s the decoder starts repeating itself.', min=5.0, max=30.0),
+    P.Param('asr.window_s', 10.0, 'Encoder window in seconds (Whisper: 30; longer audio gets '
+            'audio + 1 s). Shorter is faster; below ~10 s the decoder starts repeating '
+            'itself.', min=5.0, max=30.0),
     P.Param('asr.no_speech_threshold', 0.6, 'No-speech probability above which (with a low '
             'log-prob) the audio counts as non-speech.', min=0.0, max=1.0),
     P.Param('asr.log_prob_threshold', -1.0, 'Average log-prob below which a no-speech guess is '

@@ -121,7 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument('--compute-type', default='auto')
     ap.add_argument('--device', default='auto')
     ap.add_argument('--cpu-threads', type=int, default=0)
-    ap.add_argument('--window-s', type=float, default=15.0)
+    ap.add_argument('--window-s', type=float, default=EngineConfig.window_s)
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--all-voices', action='store_true',
                     help='stream all 24 clips (default: one voice per sentence, 8 clips)')

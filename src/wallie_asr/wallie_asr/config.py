@@ -53,7 +53,7 @@ class EngineConfig:
     language: str = 'en'                  # 'auto' = detect (multilingual models only)
     initial_prompt: str = ''              # domain vocabulary / style given as previous text
     hotwords: str = ''                    # words to bias towards (faster-whisper hotwords)
-    window_s: float = 15.0                # encoder window (Whisper's own is 30 s; see engine)
+    window_s: float = 10.0                # encoder window (Whisper's own is 30 s; see engine)
     max_tokens_per_s: float = 8.0         # decoding cap, stops repetition loops
     no_speech_threshold: float = 0.6      # Whisper's rule: no_speech_prob above this AND ...
     log_prob_threshold: float = -1.0      # ... avg_logprob below this -> no speech
