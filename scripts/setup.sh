@@ -59,14 +59,18 @@ fi
 
 # 4. llama-cpp-python: no prebuilt wheel exists; build once, cache the wheel ----------------
 # Built for this CPU (GGML_NATIVE, llama.cpp's own default: AVX-512/VNNI where present; on the
-# 2-core reference VM prompt evaluation is ~25 % faster than the portable AVX2 build). The
-# cache key holds the CPU's feature flags, so a wheel never runs on a CPU it was not built
-# for. WALLIE_LLAMA_PORTABLE=1 builds the portable variant (for images used elsewhere).
+# 2-core reference VM prompt evaluation is ~25 % faster than the portable AVX2 build), and
+# without OpenMP: an OpenMP team belongs to the thread that first ran the model, so the node's
+# worker thread (the model is loaded elsewhere) ran beside a second, spinning team -- the
+# first chunk took 370 ms instead of 250. ggml's own thread pool has no such tie.
+# The cache key holds the build flags and the CPU's feature flags, so a wheel never runs on a
+# CPU it was not built for. WALLIE_LLAMA_PORTABLE=1 builds the portable variant (images).
 if [ "${WALLIE_LLAMA_PORTABLE:-0}" = 1 ]; then
-  llama_variant="portable-$(uname -m)"; llama_cmake="-DGGML_NATIVE=OFF"
+  llama_cmake="-DGGML_NATIVE=OFF -DGGML_OPENMP=OFF"
+  llama_variant="portable-$(uname -m)-$(echo "$llama_cmake" | sha256sum | cut -c1-8)"
 else
-  llama_variant="native-$( (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m) | sha256sum | cut -c1-12)"
-  llama_cmake="-DGGML_NATIVE=ON"
+  llama_cmake="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF"
+  llama_variant="native-$( { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m; echo "$llama_cmake"; } | sha256sum | cut -c1-12)"
 fi
 llama_key="$LLAMA_VERSION-$llama_variant"
 if ! stamp_ok llama "$llama_key" || ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
