@@ -43,6 +43,28 @@ def apply_privacy_env(environ: dict | None = None) -> None:
         env.setdefault(key, value)
 
 
+def lower_cpu_priority(nice: int) -> int:
+    """Raise this process's nice value to at least `nice` (every thread, Linux), so the
+    latency-critical stages win the CPU from a bulk one. Never raises it back (that needs
+    CAP_SYS_NICE). Returns the nice value now in effect (0 if unknown)."""
+    if nice <= 0:
+        return 0
+    try:
+        tids = [int(t) for t in os.listdir('/proc/self/task')]
+    except OSError:
+        tids = [0]
+    now = 0
+    for tid in tids:
+        try:
+            cur = os.getpriority(os.PRIO_PROCESS, tid)
+            if cur < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+            now = max(now, os.getpriority(os.PRIO_PROCESS, tid))
+        except OSError:          # thread gone, or not permitted
+            continue
+    return now
+
+
 def run_node(factory: Callable[[], object], args: list[str] | None = None,
              threads: int = 4) -> int:
     """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly."""

@@ -40,6 +40,7 @@ class Harness:
         self.fail_load = fail_load
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
+        params.setdefault('llm.nice', 0)       # never renice the test process
         overrides = [Parameter(k, value=v) for k, v in params.items()]
         self.node = LlmNode(engine_factory=self._factory, context=self.ctx,
                             parameter_overrides=overrides)
@@ -384,3 +385,24 @@ def test_interrupted_speculative_reply_does_not_block_the_next_turn(harness):
     assert text_of(h.wait_final('s5')) == 'The capital of Japan is Tokyo.'
     assert time.monotonic() - t0 < 2.0
     assert h.chunks('s4') == []
+
+
+def test_lower_cpu_priority_in_a_child_process():
+    """The helper renices every thread and never goes back down (run in a child: the
+    test process itself must keep its priority)."""
+    import subprocess
+    import sys
+    code = (
+        'import os, threading, time\n'
+        'from wallie_common.runtime import lower_cpu_priority\n'
+        'ev = threading.Event()\n'
+        't = threading.Thread(target=ev.wait); t.start()\n'
+        'assert lower_cpu_priority(7) == 7\n'
+        'assert lower_cpu_priority(3) == 7\n'
+        'tids = [int(x) for x in os.listdir("/proc/self/task")]\n'
+        'print(sorted({os.getpriority(os.PRIO_PROCESS, x) for x in tids}))\n'
+        'ev.set(); t.join()\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[7]'

@@ -37,6 +37,7 @@ from wallie_common import timeutil
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
+from wallie_common.runtime import lower_cpu_priority
 from wallie_interfaces.action import Ask
 from wallie_interfaces.msg import (
     Interrupt,
@@ -77,6 +78,10 @@ PARAMS = (
             'store lookup of llm.model).', reload=True),
     P.Param('llm.threads', 2, 'CPU threads for llama.cpp (0 = all cores).', min=0, max=256,
             reload=True),
+    P.Param('llm.nice', 10, 'CPU priority of this process (nice value, applied at start, '
+            'only ever lowered): token generation yields the CPU to the voice gate, ASR and '
+            'TTS, whose first audio it would otherwise slow down (0 = leave as is).',
+            min=0, max=19, read_only=True),
     P.Param('llm.context_tokens', 2048, 'Context window in tokens (prompt + reply).',
             min=256, max=131072, reload=True),
     P.Param('llm.batch_tokens', 256, 'Prompt tokens evaluated per llama.cpp batch.', min=8,
@@ -188,6 +193,10 @@ class LlmNode(StageNode):
         self._memory = ConversationMemory(
             mcfg.system_prompt, history_max_tokens=mcfg.history_max_tokens,
             idle_timeout_s=mcfg.idle_timeout_s, summarize_dropped=mcfg.summarize_dropped)
+        if self.params['llm.nice'] > 0:
+            # Before the worker and llama.cpp threads exist: they inherit it.
+            nice = lower_cpu_priority(self.params['llm.nice'])
+            self.get_logger().info(f'CPU priority: nice {nice}')
         self._history_pub = self.create_publisher(String, 'llm/history', STATE_QOS)
         self.add_on_set_parameters_callback(self._validate_llm_params)
         if self.params['llm.history_json']:
