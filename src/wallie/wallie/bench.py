@@ -12,9 +12,10 @@ replayed into audio/in with microphone timing. Per turn:
   chunk (and first token), TTS first audio, player.
 
 Naive: the same fixtures, models and parameters in this process, strictly one after the
-other — record the whole utterance (charged the live graph's measured endpoint wait for the
-fixture: the same endpointer), transcribe it, generate
-the whole reply, synthesise the whole reply, play (first sample = as soon as synthesis is
+other — record the whole utterance (until the gate's own Silero VAD endpointer, run here on
+the fixture with the same parameters, confirms the end by silence: a sequential pipeline has
+no transcript before its endpoint, so no early end on a complete sentence), transcribe it,
+generate the whole reply, synthesise the whole reply, play (first sample = as soon as synthesis is
 done) — using the stage engines directly (wallie_asr.engine, wallie_llm engines, wallie_tts
 engines). Same conversation handling (history for follow-ups).
 
@@ -27,6 +28,7 @@ median stage times + CDF of end-to-end latency). Run it with ``wallie bench`` or
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -62,7 +64,7 @@ LIVE_EXTRA: tuple[tuple[str, str], ...] = (
     ('true_e2e_ms', 'END TO END (true speech end -> first audible)'),
 )
 NAIVE_STAGES: tuple[tuple[str, str], ...] = (
-    ('endpoint_ms', 'endpoint wait (same endpointer: live median)'),
+    ('endpoint_ms', 'endpoint wait (same VAD endpointer, silence only)'),
     ('asr_ms', 'ASR on the whole utterance'),
     ('llm_ms', 'LLM whole reply'),
     ('tts_ms', 'TTS whole reply'),
@@ -152,6 +154,9 @@ def live_row(f: dict[str, Any], rep: int, res: e2e.TurnResult) -> dict[str, Any]
         # noise taken for speech)
         'split_turns': sum(1 for t in res.other_turns if t.transcript.strip() or t.chunks),
         'latency_ms': {k: (v if math.isfinite(v) else None) for k, v in lat.items()},
+        # every stage stamp of the turn, ms after the true speech end (for timelines)
+        'timeline_ms': res.timeline_ms(),
+        'stamps_ns': res.stamps(),
     }
 
 
@@ -205,6 +210,8 @@ class NaivePipeline:
         tts_p = full_params(params, 'tts', 'wallie_tts', 'tts_node')
         gate_p = full_params(params, 'voice_gate', 'wallie_audio', 'gate_node')
         self.silence_ms = float(gate_p.get('endpoint.min_silence_ms', 400))
+        self.gate_params = gate_p
+        self._vad: Any = None
         t0 = time.perf_counter()
         self.asr = WhisperEngine(AsrNode.engine_config(SimpleNamespace(params=asr_p)))
         self.asr.load()
@@ -233,17 +240,42 @@ class NaivePipeline:
     def reset(self) -> None:
         self.memory.reset()
 
+    def vad_endpoint_ms(self, audio: np.ndarray, rate: int, speech_end_s: float) -> float:
+        """Endpoint wait of the gate's own VAD endpointer on this audio, run in process
+        with the same parameters but without the transcript shortcut (a sequential
+        pipeline has no transcript before its endpoint): true speech end -> END."""
+        from wallie_audio.config import endpoint_config
+        from wallie_audio.endpoint import Endpointer, Kind
+        from wallie_audio.gate import BLOCK, BLOCK_NS
+        from wallie_audio.vad import SileroVad
+        if self._vad is None:
+            self._vad = SileroVad(self.gate_params.get('vad.model_path') or None)
+        if rate != e2e.RATE:
+            import soxr
+            audio = soxr.resample(audio, rate, e2e.RATE).astype(np.float32)
+        cfg = dataclasses.replace(endpoint_config(self.gate_params), complete_silence_ms=0)
+        ep = Endpointer(cfg)
+        self._vad.reset()
+        tail = np.zeros(int(cfg.min_silence_ms * e2e.RATE / 1000) + 4 * BLOCK, np.float32)
+        x = np.concatenate([audio.astype(np.float32), tail])
+        for i in range(len(x) // BLOCK):
+            block = x[i * BLOCK:(i + 1) * BLOCK]
+            for ev in ep.step(self._vad.prob(block), i * BLOCK_NS, BLOCK_NS):
+                if ev.kind is Kind.END and ev.stamp_ns / 1e9 > speech_end_s:
+                    return ev.stamp_ns / 1e6 - speech_end_s * 1e3
+        return self.silence_ms
+
     def turn(self, f: dict[str, Any], endpoint_ms: float | None = None) -> dict[str, Any]:
-        """One turn; `endpoint_ms`: the endpoint wait to charge (default: the gate's
-        silence timeout; the bench passes the live graph's measured wait for the fixture,
-        i.e. the same endpointer)."""
+        """One turn; `endpoint_ms`: the endpoint wait to charge (default: the gate's VAD
+        endpointer run on the fixture without the transcript shortcut)."""
         from wallie import bags
         from wallie_tts.normalize import normalize
         audio = bags.read_audio_bag(f['bag_path']).samples.astype(np.float32) / 32768.0
         if audio.ndim > 1:
             audio = audio.mean(axis=1)
         rate = int(f.get('sample_rate', e2e.RATE))
-        wait_ms = self.silence_ms if endpoint_ms is None else float(endpoint_ms)
+        wait_ms = (self.vad_endpoint_ms(audio, rate, float(f['speech_end_s']))
+                   if endpoint_ms is None else float(endpoint_ms))
         # the whole utterance as a recorder with the same endpointing hands it over
         end = int((float(f['speech_end_s']) + wait_ms / 1000) * rate)
         utterance = audio[:end]
@@ -534,13 +566,8 @@ def run(args: argparse.Namespace) -> int:
         console.print('Naive sequential pipeline (same fixtures, models and parameters, '
                       'in process):')
         t0 = time.monotonic()
-        # the same endpointer: charge each fixture the live graph's median endpoint wait
-        waits = {f['name']: stats([r['latency_ms'].get('true_endpoint_ms') for r in live
-                                   if r['fixture'] == f['name'] and r['answered']])['p50']
-                 for f in fixtures}
         naive = run_naive(fixtures, args.repeats, info['params'], console.print,
-                          warmup=not args.no_warmup,
-                          endpoint_ms={k: v for k, v in waits.items() if v is not None})
+                          warmup=not args.no_warmup)
         meta['naive_wall_s'] = round(time.monotonic() - t0, 1)
     meta['load_avg_end'] = _load()
     summary = summarize(live, naive)

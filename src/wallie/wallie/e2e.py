@@ -898,6 +898,22 @@ class TurnResult:
             st['first_audible'] = fa
         return st
 
+    def timeline_ms(self) -> dict[str, float]:
+        """Each stage stamp in ms after the input's true speech end ({} if unknown)."""
+        truth = self.feed.speech_end_ns if self.feed else 0
+        if not truth:
+            return {}
+        events = dict(self.stamps())
+        if self.record is not None:
+            for a in self.record.activity:          # the last of each kind
+                events[f'gate_{a["event"]}'] = a['stamp_ns']
+            for t in self.record.transcripts:
+                kind = ('final' if t['is_final'] else 'early_final' if t['is_early_final']
+                        else 'partial')
+                events.setdefault(f'asr_{kind}_received', t['recv_ns'])
+        return {k: round((v - truth) / 1e6, 1) for k, v in
+                sorted(events.items(), key=lambda kv: kv[1]) if v}
+
     def latencies(self) -> dict[str, float]:
         """Milliseconds per stage (NaN where unknown).
 

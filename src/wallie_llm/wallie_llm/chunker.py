@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 
 from wallie_common.text import ends_on_continuation
-
 from wallie_llm.config import ChunkerConfig
 
 SENTENCE_END = '.!?…'
