@@ -156,6 +156,8 @@ def live_row(f: dict[str, Any], rep: int, res: e2e.TurnResult) -> dict[str, Any]
         'latency_ms': {k: (v if math.isfinite(v) else None) for k, v in lat.items()},
         # every stage stamp of the turn, ms after the true speech end (for timelines)
         'timeline_ms': res.timeline_ms(),
+        'partials': [t['text'] for t in (res.record.transcripts if res.record else [])
+                     if not t['is_final'] and not t['is_early_final']],
         'stamps_ns': res.stamps(),
     }
 

@@ -911,6 +911,8 @@ class TurnResult:
                 kind = ('final' if t['is_final'] else 'early_final' if t['is_early_final']
                         else 'partial')
                 events.setdefault(f'asr_{kind}_received', t['recv_ns'])
+                if kind == 'partial':
+                    events['asr_last_partial_received'] = t['recv_ns']
         return {k: round((v - truth) / 1e6, 1) for k, v in
                 sorted(events.items(), key=lambda kv: kv[1]) if v}
 

@@ -161,5 +161,5 @@ def test_complete_is_cancelled_by_resumed_speech_and_ignored_when_off():
     ('', False),
 ])
 def test_looks_complete(text, ok):
-    from wallie_audio.completion import looks_complete
+    from wallie_common.text import looks_complete
     assert looks_complete(text) is ok

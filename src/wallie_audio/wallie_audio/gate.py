@@ -15,12 +15,12 @@ from typing import Union
 
 import numpy as np
 
-from wallie_audio.completion import looks_complete
 from wallie_audio.echo import EchoCanceller, EchoConfig, EchoInfo
 from wallie_audio.endpoint import EndpointConfig, Endpointer, Kind
 from wallie_audio.ring import AudioRing
 from wallie_audio.vad import Vad
 from wallie_audio.wake import NoWake, TranscriptWake, WakeEngine, WakeHit
+from wallie_common.text import looks_complete
 
 RATE = 16000
 BLOCK = 512

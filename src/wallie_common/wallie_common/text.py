@@ -1,4 +1,15 @@
-"""Small English text facts shared by the stages (no dependencies)."""
+"""Small English text facts shared by the stages (no dependencies).
+
+`looks_complete`: does a transcript read as a whole turn? The voice gate normally waits
+`endpoint.min_silence_ms` of silence before it ends a turn, because people pause inside
+sentences; when the ASR's early final is a finished sentence -- "What is the capital of
+France?" -- that wait buys nothing, so the gate ends the turn sooner, and the LLM may start
+on a partial transcript that already reads complete. Whisper punctuates what it hears: a
+trailing '.', '?' or '!' is the main signal. It also punctuates fragments ("What is the
+capital of?"), so a sentence that stops on a word which cannot end an English sentence (an
+article, preposition, conjunction, auxiliary or filler) does not count, and neither does a
+trailing ellipsis, comma or dash.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +42,19 @@ def ends_on_continuation(text: str) -> bool:
     """True if the last word of `text` is one a sentence cannot end on."""
     w = words(text)
     return bool(w) and w[-1] in CONTINUATION_WORDS
+
+
+TERMINAL = '.?!'
+CLOSERS = '"\')]}»”’'
+
+
+def looks_complete(text: str, min_words: int = 2) -> bool:
+    """True if `text` ends like a finished sentence of at least `min_words` words."""
+    t = text.strip().rstrip(CLOSERS).rstrip()
+    if not t or t[-1] not in TERMINAL:
+        return False
+    if t.endswith('..') or t.endswith('…'):
+        return False                       # trailing off
+    if len(words(t)) < min_words:
+        return False
+    return not ends_on_continuation(t)

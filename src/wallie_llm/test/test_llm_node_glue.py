@@ -21,6 +21,7 @@ FAILURE = TransitionCallbackReturn.FAILURE
 REPLIES = {
     'What is the capital of France?': 'The capital of France is Paris.',
     'What is the capital of Japan?': 'The capital of Japan is Tokyo.',
+    'What is the capital of France? I mean Japan.': 'Then it is Tokyo.',
     'Tell me a story.': 'Once upon a time, there was a dragon. ' + 'It flew far away. ' * 40,
 }
 
@@ -203,6 +204,45 @@ def test_differing_final_replaces_the_speculative_reply(harness):
     h.idle()
     assert 'Paris' not in text_of(h.reply.msgs)
     assert len(h.node._memory) == 1
+
+
+def test_complete_partial_starts_the_reply_and_the_early_final_keeps_it(harness):
+    h = harness().up()
+    h.transcript('p1', 'What is the capital', final=False)          # a fragment: nothing
+    assert 'p1' not in h.node._speculative
+    h.transcript('p1', 'What is the capital of France?', final=False)
+    job = h.node._speculative['p1']
+    assert job.from_partial
+    h.transcript('p1', 'What is the capital of France?', final=False, early=True)
+    assert h.node._speculative['p1'] is job                        # same words: kept
+    h.transcript('p1', 'What is the capital of France?')
+    assert text_of(h.wait_final('p1')) == 'The capital of France is Paris.'
+    assert len(h.engines[0].prompts) == 1
+    counts = h.node.diag.counts()
+    assert counts.get('speculative.from_partial') == 1 and counts.get('speculative.used') == 1
+
+
+def test_early_final_with_other_words_replaces_a_partials_reply(harness):
+    h = harness().up()
+    h.transcript('p2', 'What is the capital of France?', final=False)
+    h.transcript('p2', 'What is the capital of France? I mean Japan.', final=False,
+                 early=True)
+    assert not h.node._speculative['p2'].from_partial
+    h.transcript('p2', 'Really?', final=False)                     # partial after early: no
+    assert not h.node._speculative['p2'].from_partial
+    h.transcript('p2', 'What is the capital of France? I mean Japan.')
+    assert 'Tokyo' in text_of(h.wait_final('p2'))
+    h.idle()
+    assert [t.user for t in h.node._memory.turns()] == [
+        'What is the capital of France? I mean Japan.']
+
+
+def test_partials_start_nothing_when_turned_off(harness):
+    h = harness(**{'llm.speculative_partials': False}).up()
+    h.transcript('p3', 'What is the capital of France?', final=False)
+    assert 'p3' not in h.node._speculative
+    h.transcript('p3', 'What is the capital of France?')
+    assert text_of(h.wait_final('p3')) == 'The capital of France is Paris.'
 
 
 def test_interrupt_stops_within_a_token_and_history_keeps_the_heard_part(harness):

@@ -4,9 +4,10 @@ Thin glue around `reply.ReplyGenerator`: parameters -> config dataclasses, topic
 action, the `reset_conversation` service, and one worker thread that runs the engine.
 Callbacks only update state and enqueue; generation never runs in a callback.
 
-Turn flow: an early final (``is_early_final``) starts a speculative reply whose chunks are
-held back; the final with the same words releases them (a differing final, SPEECH_RESUMED
-or TURN_DISCARDED throws it away). An Interrupt for the turn sets its stop event, which the
+Turn flow: an early final (``is_early_final``) -- or, sooner, a partial that already reads
+as a complete sentence -- starts a speculative reply whose chunks are held back; the final
+with the same words releases them (a differing early final or final, SPEECH_RESUMED or
+TURN_DISCARDED throws it away). An Interrupt for the turn sets its stop event, which the
 engine checks between tokens. PlaybackEvent FLUSHED trims the assistant's side of the
 history to the part that was heard.
 
@@ -38,6 +39,7 @@ from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
 from wallie_common.runtime import lower_cpu_priority
+from wallie_common.text import looks_complete
 from wallie_interfaces.action import Ask
 from wallie_interfaces.msg import (
     Interrupt,
@@ -115,6 +117,9 @@ PARAMS = (
             'memory instead of being answered.'),
     P.Param('llm.speculative', True, 'Start generating from the early final transcript; the '
             'reply is released when the final confirms it, dropped otherwise.'),
+    P.Param('llm.speculative_partials', True, 'Also start from a partial transcript that '
+            'already reads as a complete sentence ("What is the capital of France?"); the '
+            'early final keeps it if the words are the same, else replaces it.'),
     P.Param('llm.speculative_wait_s', 5.0, 'How long a finished speculative reply waits for '
             'its final transcript before it is dropped.', min=0.1, max=60.0),
     P.Param('llm.chunk.first_min_words', 2, 'First chunk: words needed before a clause break '
@@ -147,6 +152,7 @@ class _Job:
         self.result: ReplyResult | None = None
         self.lock = threading.Lock()
         self.released = not speculative
+        self.from_partial = False             # speculative start from a partial transcript
         self.pending: list[tuple[int, str, bool]] = []
         self.first_token_ns = 0
         self.token_stamped = False
@@ -428,23 +434,35 @@ class LlmNode(StageNode):
         if not self._active:
             return
         early = msg.is_early_final and not msg.is_final
-        if not (early or msg.is_final):
+        partial = not (early or msg.is_final)
+        if partial and not (self.params['llm.speculative']
+                            and self.params['llm.speculative_partials']
+                            and looks_complete(msg.text)):
             return                                    # partials are not answered
         turn = msg.turn_id
         clean = sanitize_input(msg.text, input_from_params(self.params).max_input_chars)
-        self._note_input(clean.problems, turn)
+        if not partial:
+            self._note_input(clean.problems, turn)
         speech_end = timeutil.from_msg(msg.speech_end)
         with self._state_lock:
             spec = self._speculative.get(turn)
-            if early:
+            if early or partial:
+                # Speculative start: from the early final, or sooner from a partial that
+                # already reads complete. A later early final with other words replaces a
+                # partial's job; a partial never replaces an early final's.
                 if not self.params['llm.speculative'] or clean.empty or turn in self._answered:
                     return
-                if spec is not None and same_utterance(spec.text, clean.text):
+                if spec is not None and (same_utterance(spec.text, clean.text)
+                                         or (partial and not spec.from_partial)):
                     return
                 if spec is not None:
                     spec.discard()
+                    self.diag.count('speculative.discarded')
                 job = _Job(turn, clean.text, 'voice', True, speculative=True,
                            speech_end_ns=speech_end)
+                job.from_partial = partial
+                if partial:
+                    self.diag.count('speculative.from_partial')
                 self._speculative[turn] = job
                 self._supersede(turn)
                 self._enqueue(job)
