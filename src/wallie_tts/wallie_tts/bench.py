@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--engine', default='piper', choices=['piper', 'espeak', 'xtts'])
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--out-rate', type=int, default=22050)
-    ap.add_argument('--threads', type=int, default=2, help='Piper onnxruntime threads '
+    ap.add_argument('--threads', type=int, default=1, help='Piper onnxruntime threads '
                     '(the node default, tts.piper.threads)')
     ap.add_argument('--graph', action='store_true', help='also run through a tts_node process')
     ap.add_argument('--json', default='tts_bench.json')

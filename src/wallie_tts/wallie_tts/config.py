@@ -17,7 +17,7 @@ class PiperSettings:
 
     voice: str = 'piper-en_US-joe-medium'   # model-store id of the voice
     model_path: str = ''                    # explicit .onnx file or voice directory
-    threads: int = 2                        # onnxruntime intra-op threads; 0 = all cores
+    threads: int = 1                        # onnxruntime intra-op threads; 0 = all cores
     speaker_id: int = 0                     # multi-speaker voices only
     gain: float = 1.5                       # raw Piper output peaks ~0.6: bring it to ~0.9
 

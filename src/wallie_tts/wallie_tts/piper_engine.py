@@ -52,10 +52,10 @@ class PiperEngine(TtsEngine):
             config = PiperConfig.from_dict(json.loads(config_file.read_text('utf-8')))
             opts = onnxruntime.SessionOptions()
             # No busy-waiting worker threads: on a small CPU shared with the ASR and the LLM
-            # spinning threads steal the cores the other stages need. Two threads pay off
-            # only while the LLM runs at a lower priority (llm.nice): "The capital of France"
-            # first frame 108 ms with 1 thread, 79 ms with 2, 217 ms with 1 thread beside an
-            # LLM at the same priority (2 cores).
+            # spinning threads steal the cores the other stages need. Measured on 2 cores,
+            # first frame of "The capital of France" beside an LLM generating at nice 10:
+            # 114 ms with 1 thread, 79 ms with 2; in the live graph the gain shrank to ~20 ms
+            # (the gate and ASR want that core too), so the default stays 1.
             opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
             opts.inter_op_num_threads = 1
             if self.settings.threads > 0:

@@ -62,9 +62,9 @@ PARAMS = (
             reload=True),
     P.Param('tts.piper.model_path', '', 'Explicit Piper .onnx file or voice directory '
             '(empty: the model store).', reload=True),
-    P.Param('tts.piper.threads', 2, 'onnxruntime intra-op threads for Piper (0: one per '
-            'core). 2 needs the LLM at a lower CPU priority (llm.nice, the default); with '
-            'the LLM at the same priority 1 is faster on a 2-core CPU.', min=0, max=64,
+    P.Param('tts.piper.threads', 1, 'onnxruntime intra-op threads for Piper (0: one per '
+            'core). On 2 cores a second thread made the first audio only ~20 ms sooner in '
+            'the live graph and takes the core the voice gate and ASR need.', min=0, max=64,
             reload=True),
     P.Param('tts.piper.speaker_id', 0, 'Speaker of a multi-speaker Piper voice.', min=0,
             max=10000, reload=True),
