@@ -426,12 +426,8 @@ class Observer:
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:
-                if self._stop.is_set() or not self.context.ok():
-                    return
+        from wallie.bags import spin_until_stopped
+        spin_until_stopped(self.executor, self.context, self._stop)
 
     def audio_publisher(self) -> Any:
         """A persistent audio/in publisher (create it early: matching takes a moment)."""
