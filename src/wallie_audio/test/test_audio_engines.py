@@ -345,6 +345,72 @@ def test_late_reference_holds_barge_in_instead_of_firing(speech):
     assert gate._reference_known(T0 + 100 * 10**9)
 
 
+@pytest.mark.parametrize('end_known', [True, False])
+def test_reply_end_event_before_its_last_reference(speech, end_known):
+    """FINISHED/FLUSHED and the reference travel on different topics: the event can arrive
+    while the last reference frames are still on their way. The echo of that audio is in
+    the microphone all the same, so its blocks wait for their reference (the event says
+    until when the reply was audible) instead of being judged as user speech."""
+    n_ref = int(speech['reply'].shape[0] * 0.6) // 512     # flushed mid-sentence
+    ref = speech['reply'][:n_ref * 512] * 0.5
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
+    mic = np.concatenate([mic, np.zeros(16000, np.float32)])
+    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    lag, in_flight = 10, 16          # reference 320 ms late; the event overtakes 16 frames
+    end_ns = T0 + n_ref * 32_000_000 if end_known else 0
+    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+    outs = list(gate.playback_started('r', T0))
+    for k in range(mic.shape[0] // 512):
+        i = k * 512
+        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+        j = k - lag
+        if j == n_ref - in_flight:
+            outs += gate.playback_done('r', end_ns)
+        if 0 <= j < n_ref:
+            outs += gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
+    false = [o for o in outs if isinstance(o, (InterruptOut, PieceOut))]
+    if end_known:
+        assert gate.held_blocks == 0
+        assert not false and gate.stats.turns == 0, false
+    else:                   # without the end, the echo of the last frames is "user speech"
+        assert false or gate.stats.turns
+
+
+@pytest.mark.parametrize('reported', [True, False])
+def test_lost_reference_frames_are_not_judged(speech, reported):
+    """Best-effort reference frames can be lost (or overtaken by later ones). Where the
+    reference has a hole, the echo in the microphone cannot be cancelled; once the node
+    reports the hole (from the player's sequence numbers), those blocks are not judged."""
+    ref = speech['reply'] * 0.5
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
+    mic = np.concatenate([mic, np.zeros(16000, np.float32)])
+    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    n_ref = ref.shape[0] // 320
+    energy = [float(np.mean(ref[j * 320:j * 320 + 320] ** 2)) for j in range(n_ref)]
+    a = int(np.argmax(np.convolve(energy, np.ones(25), 'valid')))     # loudest 0.5 s
+    lost = range(a, a + 25)                                            # 20 ms frames
+    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+    outs = list(gate.playback_started('r', T0))
+    j = 0
+    for k in range(mic.shape[0] // 512):
+        i = k * 512
+        while j < n_ref and j * 20_000_000 <= i * 62500 + 100_000_000:   # 100 ms ahead
+            if j not in lost:
+                if j == lost[-1] + 1 and reported:      # the node sees the seq gap here
+                    outs += gate.reference_lost(T0 + lost[0] * 20_000_000,
+                                                T0 + j * 20_000_000)
+                outs += gate.playback(ref[j * 320:j * 320 + 320], T0 + j * 20_000_000, 'r')
+            j += 1
+        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+    outs += gate.playback_done('r', T0 + n_ref * 20_000_000)
+    false = [o for o in outs if isinstance(o, (InterruptOut, PieceOut))]
+    if reported:
+        assert not false and gate.stats.turns == 0, false
+        assert gate.stats.barge_held > 0 and gate.held_blocks == 0
+    else:                   # judged against a reference with a hole: its own voice barges in
+        assert false
+
+
 def test_user_speech_over_echo_barges_in(speech):
     gate, outs = run_echo(speech['reply'], speech['user'], user_at=2.0)
     ints = [(k, o) for k, o in outs if isinstance(o, InterruptOut)]

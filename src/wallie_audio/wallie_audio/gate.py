@@ -28,6 +28,7 @@ BLOCK_NS = BLOCK * 1_000_000_000 // RATE
 MS = 1_000_000
 ECHO_MODES = ('suppress', 'half_duplex', 'off')
 REF_LATE_MAX_NS = 1_000_000_000  # a reference this late means the player stalled, not lag
+REF_HOLES_MAX = 32            # lost reference spans remembered
 HOLD_MAX_NS = 500_000_000  # mic blocks wait at most this long for their playback reference
 
 # VoiceActivity event names (the node maps them to the message constants)
@@ -178,6 +179,8 @@ class VoiceGate:
         self._playback_open = False          # reference frames are still coming
         self._stream_active = False          # FIRST_AUDIBLE seen, no FINISHED/FLUSHED yet
         self._stream_start_ns = 0
+        self._played_end_ns = 0              # audible end of the reply that just ended
+        self._ref_holes: list[tuple[int, int]] = []   # reference spans lost on the way
         self._held: deque[tuple[np.ndarray, int]] = deque()  # mic blocks awaiting reference
         self._wake_pending: deque[np.ndarray] = deque(maxlen=self._wake_buffer_blocks())
         self._wake_until_ns = 0              # wake engine runs until then (VAD-gated)
@@ -221,10 +224,37 @@ class VoiceGate:
         if not self._ref_speaking(stamp_ns) and not self._stream_active:
             self._speaking_since_ns = stamp_ns
         self.echo.timeline.write(samples16k, stamp_ns)
+        if self._ref_holes:
+            self._fill_holes(stamp_ns, stamp_ns + samples16k.shape[0] * 1_000_000_000 // RATE)
         self._playback_open = True
         if stream_id:
             self._reply_turn = stream_id
         return self._release()
+
+    def reference_lost(self, start_ns: int, end_ns: int) -> list[Output]:
+        """Reference frames audible over [start_ns, end_ns) did not arrive (or not yet: a
+        later frame came first). The echo of that audio cannot be cancelled, so blocks
+        whose echo window overlaps the span wait for it (bounded), then are not judged
+        for barge-in unless it arrived."""
+        if end_ns > start_ns:
+            self._ref_holes.append((start_ns, end_ns))
+            del self._ref_holes[:-REF_HOLES_MAX]
+        return self._release()
+
+    def _fill_holes(self, start_ns: int, end_ns: int) -> None:
+        keep: list[tuple[int, int]] = []
+        oldest = end_ns - int(self.echo.timeline.size * 1e9 / RATE)
+        for lo, hi in self._ref_holes:
+            if hi <= oldest:
+                continue                    # off the timeline: no block needs it any more
+            if end_ns <= lo or start_ns >= hi:
+                keep.append((lo, hi))
+                continue
+            if lo < start_ns:
+                keep.append((lo, start_ns))
+            if end_ns < hi:
+                keep.append((end_ns, hi))
+        self._ref_holes = keep
 
     def playback_started(self, stream_id: str, stamp_ns: int) -> list[Output]:
         """The player's FIRST_AUDIBLE: a reply is audible from `stamp_ns`; until it is
@@ -238,12 +268,16 @@ class VoiceGate:
             self._reply_turn = stream_id
         return self._release()
 
-    def playback_done(self, stream_id: str = '') -> list[Output]:
-        """The player finished or flushed a reply: no more reference is coming for it.
+    def playback_done(self, stream_id: str = '', end_ns: int = 0) -> list[Output]:
+        """The player finished or flushed a reply whose audio was audible until `end_ns`
+        (0: unknown). No reference is coming for later audio, but the reference up to
+        `end_ns` may still be on its way: the event and the reference travel on different
+        topics, and the reply's echo goes on in the room until `end_ns` regardless.
         Returns the outputs of microphone blocks that were waiting for its reference."""
         if not stream_id or stream_id == self._reply_turn:
             self._playback_open = False
             self._stream_active = False
+            self._played_end_ns = end_ns
         return self._release()
 
     def _ref_speaking(self, stamp_ns: int) -> bool:
@@ -253,6 +287,9 @@ class VoiceGate:
     def _speaking(self, stamp_ns: int) -> bool:
         if self._ref_speaking(stamp_ns):
             return True
+        if self._stream_start_ns < stamp_ns + BLOCK_NS and \
+                stamp_ns < self._played_end_ns + self.config.playback_tail_ms * MS:
+            return True         # the ended reply was audible here; its reference is late
         if not self._stream_active or stamp_ns + BLOCK_NS <= self._stream_start_ns:
             return False
         # a reply stream is open: its reference may simply be late (CPU load); a player
@@ -549,7 +586,13 @@ class VoiceGate:
         tl = self.echo.timeline
         delay_ns = max(0, self.echo.delay) * 1_000_000_000 // RATE
         need = stamp_ns + BLOCK_NS - delay_ns
-        if tl.last_write_ns >= need or not self._playback_open:
+        if not self._playback_open:
+            need = min(need, self._played_end_ns)   # nothing after the end is coming
+        # the echo window: the filter spans two blocks before the delayed block
+        lo = stamp_ns - delay_ns - 2 * BLOCK_NS
+        if any(h_lo < need and h_hi > lo for h_lo, h_hi in self._ref_holes):
+            return False
+        if tl.last_write_ns >= need:
             return True
         since = max(tl.last_write_ns, self._stream_start_ns if self._stream_active else 0)
         return stamp_ns - since > REF_LATE_MAX_NS   # a stalled player: judge

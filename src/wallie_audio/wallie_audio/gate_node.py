@@ -29,7 +29,7 @@ from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, frame_to_audio, to_int16_array
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS, UTTERANCE_QOS
-from wallie_common.runtime import run_node
+from wallie_common.runtime import Intake, run_node
 from wallie_interfaces.action import Listen
 from wallie_interfaces.msg import (
     AudioFrame,
@@ -73,6 +73,8 @@ class VoiceGateNode(StageNode):
         self.gate: G.VoiceGate | None = None
         self._mic_cleaner = FrameCleaner()
         self._ref_cleaner = FrameCleaner()
+        self._ref_seq = 0                 # last reference frame seen (player's seq)
+        self._ref_end_ns = 0              # audible end of that frame
         self._framer = Framer(G.BLOCK)
         self._listen_waiters: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -82,6 +84,7 @@ class VoiceGateNode(StageNode):
         self._pubs: list = []
         self._ptt_srv = None
         self._listen: ActionServer | None = None
+        self._intake: Intake | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -97,6 +100,8 @@ class VoiceGateNode(StageNode):
         self._teardown_entities()         # never duplicate entities (configure after error)
         self._mic_cleaner = FrameCleaner()
         self._ref_cleaner = FrameCleaner()
+        self._ref_seq = 0                 # last reference frame seen (player's seq)
+        self._ref_end_ns = 0              # audible end of that frame
         self._framer = Framer(G.BLOCK)
         self._drain()
         self.pub_activity = self.create_publisher(VoiceActivity, 'voice/activity', EVENT_QOS)
@@ -105,9 +110,11 @@ class VoiceGateNode(StageNode):
         self.pub_int = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
         self._pubs = [self.pub_activity, self.pub_wake, self.pub_utt, self.pub_int]
         group = ReentrantCallbackGroup()
+        # microphone and reference frames (~80/s) on their own light executor thread
+        self._intake = Intake(self)
+        self._intake.subscribe(AudioFrame, 'audio/in', self._on_mic, AUDIO_QOS)
+        self._intake.subscribe(AudioFrame, 'audio/playback', self._on_ref, AUDIO_QOS)
         self._subs = [
-            self.create_subscription(AudioFrame, 'audio/in', self._on_mic, AUDIO_QOS),
-            self.create_subscription(AudioFrame, 'audio/playback', self._on_ref, AUDIO_QOS),
             self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS),
             self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback_event,
                                      EVENT_QOS),
@@ -158,6 +165,9 @@ class VoiceGateNode(StageNode):
         self.gate = None
 
     def _teardown_entities(self) -> None:
+        if self._intake is not None:
+            self._intake.close()
+            self._intake = None
         for s in self._subs:
             self.destroy_subscription(s)
         self._subs = []
@@ -224,14 +234,31 @@ class VoiceGateNode(StageNode):
         if not self._active:
             return
         x = self._decode(msg, self._ref_cleaner, 'playback')
-        if x is not None:
-            self._put(('ref', x, timeutil.from_msg(msg.header.stamp), msg.stream_id))
+        if x is None:
+            return
+        stamp = timeutil.from_msg(msg.header.stamp)
+        end = stamp + x.shape[0] * 1_000_000_000 // G.RATE
+        seq, last = int(msg.seq), self._ref_seq
+        if seq and last and seq > last + 1 and stamp > self._ref_end_ns:
+            # Frames between the last one and this one were lost (best-effort transport)
+            # or are late: the gate must not judge barge-in against a reference it lacks.
+            self._put(('ref_lost', self._ref_end_ns, stamp))
+            self.diag.count('playback.lost_frames', seq - last - 1)
+            self.warn_throttled('ref_lost', f'{seq - last - 1} playback reference frame(s) '
+                                'missing; barge-in is not judged on their echo')
+        if not seq or seq > last or end > self._ref_end_ns:     # (an older frame fills in)
+            self._ref_seq, self._ref_end_ns = seq, end
+        self._put(('ref', x, stamp, msg.stream_id))
 
     def _on_playback_event(self, msg: PlaybackEvent) -> None:
         if msg.event == PlaybackEvent.FIRST_AUDIBLE:
             self._put(('playback_start', msg.turn_id, timeutil.from_msg(msg.header.stamp)))
         elif msg.event in (PlaybackEvent.FINISHED, PlaybackEvent.FLUSHED):
-            self._put(('playback_done', msg.turn_id))
+            # the reply was audible until first_audible + played_s at least (later if it
+            # had gaps, and then its reference stamps say so)
+            first = timeutil.from_msg(msg.first_audible)
+            end = first + int(msg.played_s * 1e9) if first > 0 else 0
+            self._put(('playback_done', msg.turn_id, end))
 
     def _on_transcript(self, msg: Transcript) -> None:
         if msg.is_final or msg.is_early_final:
@@ -362,12 +389,14 @@ class VoiceGateNode(StageNode):
                                     'microphone audio it echoes in; barge-in is judged only on '
                                     f'blocks with their reference ({gate.stats.barge_held} '
                                     'held so far)')
+        elif kind == 'ref_lost':
+            outs = gate.reference_lost(item[1], item[2])
         elif kind == 'ref':
             outs = gate.playback(item[1], item[2], item[3])
         elif kind == 'playback_start':
             outs = gate.playback_started(item[1], item[2])
         elif kind == 'playback_done':
-            outs = gate.playback_done(item[1])
+            outs = gate.playback_done(item[1], item[2])
         elif kind == 'transcript':
             outs = gate.on_transcript(item[1], item[2], item[3], now, early=item[4],
                                       speech_end_ns=item[5])
