@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from wallie import e2e
+from wallie_llm.reply import heard_text
 
 FIXTURES = e2e.default_fixtures_dir()
 pytestmark = [
@@ -131,13 +132,19 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
     echo_turn = graph.wait_turn(since, mic.say(question), timeout=90)
     assert echo_turn.answered, explain(graph, echo_turn)
     rec = echo_turn.record
-    assert 'finished' in rec.playback, f'own echo cut the reply: {explain(graph, echo_turn)}'
+    late = mic.ref_lateness_ms[-2000:] or [0.0]
+    assert 'finished' in rec.playback, (
+        f'own echo cut the reply (simulated mic: {mic.late_frames} frames made without '
+        f'their reference, reference up to {max(late):.0f} ms late): '
+        f'{explain(graph, echo_turn)}')
     assert not rec.interrupts and not rec.events('BARGE_IN'), explain(graph, echo_turn)
     assert mic.ref_frames > refs, 'the simulated microphone never heard the player'
     # 2) The user talks over the next reply: interrupt, flush, LLM stops, history trimmed.
-    #    (A reply that ends before the user's words arrive is asked again, up to 3 times.)
+    #    A reply that ends before the user's words arrive, or whose generated part had all
+    #    been heard when the words arrived (nothing to trim), is asked again, up to 4 times.
     turn_a = None
-    for _attempt in range(3):
+    heard = ''
+    for _attempt in range(4):
         assert graph.wait_idle(60), 'the graph did not settle'
         obs.reset_conversation()
         since = time.time_ns()
@@ -148,11 +155,18 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
         t_user = time.time_ns() + 300_000_000
         mic.say(user, t_user)
         obs.wait(lambda: turn_a.playback_over, 30)
-        if turn_a.interrupted:
+        if not turn_a.interrupted:
+            continue
+        obs.wait(lambda: 'flushed' in turn_a.playback, 5)
+        obs.wait(lambda: turn_a.reply_done, 5)
+        f = turn_a.playback.get('flushed')
+        if f is None:
+            break               # asserted below
+        heard = heard_text(turn_a.reply_chunks, f['segments_complete'], f['segment_fraction'])
+        if heard != turn_a.reply_text:
             break
     assert turn_a is not None and turn_a.interrupts, \
         f'no interrupt: {explain(graph, e2e.TurnResult(turn_a, None))}'
-    obs.wait(lambda: 'flushed' in turn_a.playback, 5)
     assert turn_a.interrupts[0]['reason'] == 'BARGE_IN'
     assert 'flushed' in turn_a.playback, 'the player did not flush'
     assert 'finished' not in turn_a.playback
@@ -165,18 +179,20 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
     late = [c for c in turn_a.chunks if c['text'] and
             c['recv_ns'] > t_int + LLM_STOP_GRACE_S * 1e9]
     assert not late, f'the LLM kept generating after the interrupt: {late}'
-    # the history holds only what was heard of the interrupted reply
+    # the history holds exactly what the player reports as heard, and less than was written
     full = turn_a.reply_text
+    assert heard and heard != full, \
+        f'every interrupt came after the whole generated reply was heard: {flushed}, {full!r}'
 
     def kept_text() -> str | None:
         entry = next((h for h in obs.history_turns() if h['turn_id'] == turn_a.turn_id),
                      None)
         return entry['assistant'] if entry else None
-    obs.wait(lambda: kept_text() not in (None, full), 10)
+    obs.wait(lambda: kept_text() == heard, 10)
     kept = kept_text()
     assert kept is not None, f'turn {turn_a.turn_id} not in the history: ' \
         f'{obs.history_turns()}'
-    assert kept != full and len(kept) < len(full), (kept, full)
+    assert kept == heard and len(kept) < len(full), (kept, heard, full, flushed)
     assert e2e.words(kept.replace('...', ' '))[:2] == e2e.words(full)[:2], (kept, full)
     # the user's words are the next turn, and it is answered
     turn_b = obs.wait(lambda: next((t for t in obs.turns_since(since)
@@ -187,7 +203,8 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
     assert len(got) >= len(said) / 2, (user_fx['text'], turn_b.transcript)
     print(f'\nbarge-in: flushed in {flushed["flush_ms"]:.1f} ms after '
           f'{flushed["played_s"]:.2f} s of {full!r}; history keeps {kept!r}; next turn '
-          f'{turn_b.transcript!r} -> {turn_b.reply_text!r}')
+          f'{turn_b.transcript!r} -> {turn_b.reply_text!r}; reference up to '
+          f'{max(mic.ref_lateness_ms or [0.0]):.0f} ms late at the simulated mic')
 
 
 @pytest.mark.parametrize('fx', _fixtures('questions'), ids=lambda f: f['name'])
@@ -209,7 +226,12 @@ def test_spoken_question_gets_a_spoken_answer_with_the_fact(graph, mic, asr, fx)
     chain = [st.get(k, 0) for k in e2e.CHAIN]
     assert all(chain) and chain == sorted(chain), dict(zip(e2e.CHAIN, chain))
     lat = turn.latencies()
-    assert -150 < lat['vad_end_error_ms'] < 600, lat   # gate's speech end vs the truth
+    # The gate's speech end vs the truth. Silero judges 32 ms blocks whose phase against
+    # the speech is random here; over 16 phases the clean fixtures' error spans about
+    # -70..+120 ms offline, and a live gate carries VAD state from the previous turn.
+    # Babble is speech-like: the VAD may hold on to it well after the words end.
+    late_bound = 2000 if (fx['noise'] or {}).get('kind') == 'babble' else 600
+    assert -200 < lat['vad_end_error_ms'] < late_bound, lat
     assert turn.record.metrics is not None and turn.record.metrics['e2e_ms'] > 0
 
 

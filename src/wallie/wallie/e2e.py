@@ -732,14 +732,22 @@ class EchoMic:
     on audio/playback (the audible reference, stamped with its audible time) comes back
     ``delay_ms`` later at ``gain``, with a weaker reflection, plus white noise at
     ``noise_db`` dBFS; :meth:`say` mixes the user's speech in at a given time.
+
+    A real echo is there whether or not the player's reference has been published yet, but
+    this microphone only knows what was played from that reference. So while a reply plays
+    (from the player's FIRST_AUDIBLE to the audible end its FINISHED/FLUSHED reports: the
+    event can overtake the last reference frames), a frame whose echo window the reference
+    does not cover yet waits for it, up to ``ref_wait_s``; the frame then
+    goes out late with its capture stamp, as a starved capture thread's would. Frames that
+    still had to be made without their reference are counted in ``late_frames``.
     """
 
     def __init__(self, observer: Observer, delay_ms: float = 60.0, gain: float = 0.5,
-                 noise_db: float = -55.0, seed: int = 0) -> None:
+                 noise_db: float = -55.0, seed: int = 0, ref_wait_s: float = 1.0) -> None:
         from wallie_audio.echo import ReferenceTimeline
         from wallie_common.conversions import audio_to_frame, frame_to_audio
-        from wallie_common.qos import AUDIO_QOS
-        from wallie_interfaces.msg import AudioFrame
+        from wallie_common.qos import AUDIO_QOS, EVENT_QOS
+        from wallie_interfaces.msg import AudioFrame, PlaybackEvent
         self._to_frame = audio_to_frame
         self._from_frame = frame_to_audio
         self.node = observer.node
@@ -748,6 +756,13 @@ class EchoMic:
         self.lock = threading.Lock()
         self._sub = self.node.create_subscription(AudioFrame, 'audio/playback', self._on_ref,
                                                   AUDIO_QOS)
+        self._evt = PlaybackEvent
+        self._sub_events = self.node.create_subscription(PlaybackEvent, 'playback/events',
+                                                         self._on_event, EVENT_QOS)
+        self._playing: dict[str, tuple[int, int]] = {}  # reply -> audible (start, end | 0)
+        self.ref_wait_s = ref_wait_s
+        self._last_ref_mono = 0.0
+        self.late_frames = 0
         self.delay = int(delay_ms * RATE / 1000)
         self.gain = gain
         self.noise = 10 ** (noise_db / 20)
@@ -763,9 +778,36 @@ class EchoMic:
         with self.lock:
             self.timeline.write(a.mono, a.stamp_ns)
             self.ref_frames += 1
+            self._last_ref_mono = time.monotonic()
             # > 0: the reference arrived after the time it says it became audible
             self.ref_lateness_ms.append((time.time_ns() - a.stamp_ns) / 1e6)
             del self.ref_lateness_ms[:-5000]
+
+    def _on_event(self, msg: Any) -> None:
+        from wallie_common import timeutil
+        with self.lock:
+            start = timeutil.from_msg(msg.first_audible)
+            if msg.event == self._evt.FIRST_AUDIBLE:
+                self._playing[msg.turn_id] = (start, 0)
+                self._last_ref_mono = time.monotonic()      # its reference is due
+                while len(self._playing) > 8:       # a lost FINISHED must not pin it
+                    self._playing.pop(next(iter(self._playing)))
+            elif msg.event in (self._evt.FINISHED, self._evt.FLUSHED) and start > 0:
+                self._playing[msg.turn_id] = (start, start + int(msg.played_s * NS))
+
+    def _echo_missing(self, t: int, n: int) -> bool:
+        """The frame at `t` overlaps a playing reply whose reference has not arrived."""
+        need = t + n * NS // RATE - self.delay * NS // RATE
+        with self.lock:
+            have = self.timeline.last_write_ns
+            for sid, (start, end) in list(self._playing.items()):
+                if end and have >= end:
+                    del self._playing[sid]          # all of it arrived
+            # a player silent for a second has stalled or lost its FINISHED: stop waiting
+            if time.monotonic() - self._last_ref_mono >= 1.0:
+                return False
+            return any(need > start and have < (min(need, end) if end else need)
+                       for start, end in self._playing.values())
 
     def start(self) -> 'EchoMic':
         self.thread.start()
@@ -815,6 +857,11 @@ class EchoMic:
             wait = (t + FRAME_MS * 1_000_000 - time.time_ns()) / NS
             if wait > 0 and self.stop_event.wait(wait):
                 return
+            deadline = time.monotonic() + self.ref_wait_s
+            while self._echo_missing(t, n) and time.monotonic() < deadline:
+                if self.stop_event.wait(0.005):
+                    return
+            self.late_frames += self._echo_missing(t, n)
             idx = self.timeline.index(t)
             with self.lock:
                 ref = self.timeline.read(idx - self.delay, n)
@@ -842,6 +889,7 @@ class EchoMic:
             self.thread.join(2.0)
         try:
             self.node.destroy_subscription(self._sub)
+            self.node.destroy_subscription(self._sub_events)
             self.node.destroy_publisher(self.pub)
         except Exception:
             pass

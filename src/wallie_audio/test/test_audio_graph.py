@@ -94,8 +94,10 @@ class MicSim:
     received the reference in time; on a starved machine (CPU shared with other jobs) a
     reference frame can arrive late, and a mic frame made without it is not what a room
     would record (the canceller then "removes" echo that is not there). So while reference
-    frames are flowing, a mic frame waits (bounded) for its echo window; it keeps its
-    capture stamp, like a real driver that delivers a frame late."""
+    frames are due (from the player's FIRST_AUDIBLE to the audible end its FINISHED/FLUSHED
+    reports, and until the player has been silent for a second), a mic frame waits, up to
+    1 s, for its echo window; it keeps its capture stamp, like a real driver that delivers
+    a frame late."""
 
     def __init__(self, probe, delay_ms=60.0, gain=0.5, noise_db=-55.0) -> None:
         AudioFrame = _msgs()[0]
@@ -107,6 +109,12 @@ class MicSim:
         self.timeline = ReferenceTimeline(10.0)
         self.lock = threading.Lock()
         probe.node.create_subscription(AudioFrame, 'audio/playback', self._on_ref, AUDIO_QOS)
+        from wallie_common.qos import EVENT_QOS
+        from wallie_interfaces.msg import PlaybackEvent
+        self._evt = PlaybackEvent
+        probe.node.create_subscription(PlaybackEvent, 'playback/events', self._on_event,
+                                       EVENT_QOS)
+        self.playing: dict[str, tuple[int, int]] = {}   # reply -> audible (start, end | 0)
         self.delay = int(delay_ms * 16)
         self.gain = gain
         self.noise = 10 ** (noise_db / 20)
@@ -129,11 +137,23 @@ class MicSim:
             self.timeline.write(a.mono, a.stamp_ns)
             self.last_ref_at = time.monotonic()
 
+    def _on_event(self, msg) -> None:
+        from wallie_common import timeutil
+        with self.lock:
+            start = timeutil.from_msg(msg.first_audible)
+            if msg.event == self._evt.FIRST_AUDIBLE:
+                self.playing[msg.turn_id] = (start, 0)
+                self.last_ref_at = time.monotonic()         # its reference is due
+            elif msg.event in (self._evt.FINISHED, self._evt.FLUSHED) and start > 0:
+                self.playing[msg.turn_id] = (start, start + int(msg.played_s * NS))
+
     def _echo_ready(self, t: int) -> bool:
         need = t - self.delay * NS // 16000 + 32_000_000
         with self.lock:
-            return (self.timeline.last_write_ns >= need
-                    or time.monotonic() - self.last_ref_at > 0.3)
+            have = self.timeline.last_write_ns
+            return time.monotonic() - self.last_ref_at > 1.0 or all(
+                need <= start or have >= (min(need, end) if end else need)
+                for start, end in self.playing.values())
 
     def say(self, x: np.ndarray, at_ns: int) -> None:
         self.user, self.user_at_ns = x, at_ns
@@ -145,7 +165,7 @@ class MicSim:
             wait = (t + 32_000_000 - time.time_ns()) / NS
             if wait > 0:
                 time.sleep(wait)
-            deadline = time.monotonic() + 0.5
+            deadline = time.monotonic() + 1.0
             while not self._echo_ready(t) and time.monotonic() < deadline:
                 time.sleep(0.005)
             self.late += not self._echo_ready(t)
@@ -233,8 +253,13 @@ def test_echo_does_not_barge_in_but_user_does_and_player_flushes(probe, node_pro
         assert fl.flush_ms < 50, fl.flush_ms
         assert 1.2 < fl.played_s < reply16.shape[0] / 16000 - 1.0
         assert not any(e.event == done and e.turn_id == 'replyB' for e in events)
+        # (interrupt, playback events and voice activity are separate topics: any order)
+        probe.wait_for(lambda: any(a.event == VoiceActivity.BARGE_IN for a in acts), 3,
+                       'BARGE_IN activity', procs)
         barge = [a for a in acts if a.event == VoiceActivity.BARGE_IN]
-        assert len(barge) == 1
+        assert len(barge) == 1, (
+            [(a.event, a.turn_id, a.header.stamp.sec % 100 + a.header.stamp.nanosec / 1e9,
+              a.reason) for a in acts], gate.log()[-3000:])
         # the user's words become the next turn
         probe.wait_for(lambda: any(u.turn_id == barge[0].turn_id and u.is_final for u in utts),
                        6, 'barge-in turn final utterance', procs)
