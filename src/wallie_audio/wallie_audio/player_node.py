@@ -17,7 +17,7 @@ from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS, REPLY_AUDIO_QOS
-from wallie_common.runtime import run_node
+from wallie_common.runtime import Intake, run_node
 from wallie_interfaces.msg import AudioFrame, Interrupt, PlaybackEvent
 
 EVENTS = {'first_audible': PlaybackEvent.FIRST_AUDIBLE, 'finished': PlaybackEvent.FINISHED,
@@ -31,7 +31,7 @@ class PlayerNode(StageNode):
         super().__init__('player', **kwargs)
         self.playout: Playout | None = None
         self._active = False
-        self._subs: list = []
+        self._intake: Intake | None = None
         self._pubs: list = []
         self.pub_ref: Publisher | None = None
         self.pub_evt: Publisher | None = None
@@ -58,10 +58,11 @@ class PlayerNode(StageNode):
             self.diag.error(f'cannot open sink: {exc}')
             self._teardown()
             return TransitionCallbackReturn.FAILURE
-        self._subs = [
-            self.create_subscription(AudioFrame, 'audio/out', self._on_audio, REPLY_AUDIO_QOS),
-            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS),
-        ]
+        # reply audio arrives in bursts faster than real time, and an interrupt must flush
+        # within 50 ms: both on their own light executor thread
+        self._intake = Intake(self)
+        self._intake.subscribe(AudioFrame, 'audio/out', self._on_audio, REPLY_AUDIO_QOS)
+        self._intake.subscribe(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS)
         self.diag.ok('configured', sink=self.params['sink'], rate=self.playout.sink.rate,
                      latency_ms=f'{self.playout.sink.latency_s * 1e3:.1f}')
         self.get_logger().info(f'player: sink={self.params["sink"]} '
@@ -89,9 +90,9 @@ class PlayerNode(StageNode):
     def _teardown(self) -> None:
         """Stop playback, then destroy every entity on_configure made (re-configurable)."""
         self._active = False
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
+        if self._intake is not None:
+            self._intake.close()
+            self._intake = None
         if self.playout is not None:
             self.playout.close()          # joins the playout thread: no more reports
             self.playout = None
