@@ -50,7 +50,7 @@ class ChunkerConfig:
     """When the clause chunker releases text to the TTS."""
 
     first_min_words: int = 2     # first chunk: at least this many words before a clause break
-    first_max_words: int = 4     # first chunk: cut at a word boundary after this many words
+    first_max_words: int = 3     # first chunk: cut at a word boundary after this many words
     max_chars: int = 220         # later chunks: force a cut (clause break, else space) beyond this
 
 
@@ -98,7 +98,7 @@ def generation_from_params(p: Mapping[str, Any]) -> GenerationConfig:
 def chunker_from_params(p: Mapping[str, Any]) -> ChunkerConfig:
     return ChunkerConfig(
         first_min_words=int(p.get('llm.chunk.first_min_words', 2)),
-        first_max_words=int(p.get('llm.chunk.first_max_words', 4)),
+        first_max_words=int(p.get('llm.chunk.first_max_words', 3)),
         max_chars=int(p.get('llm.chunk.max_chars', 220)),
     )
 

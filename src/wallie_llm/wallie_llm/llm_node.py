@@ -124,7 +124,7 @@ PARAMS = (
             'its final transcript before it is dropped.', min=0.1, max=60.0),
     P.Param('llm.chunk.first_min_words', 2, 'First chunk: words needed before a clause break '
             'may end it.', min=1, max=50),
-    P.Param('llm.chunk.first_max_words', 4, 'First chunk: cut at a word boundary after this '
+    P.Param('llm.chunk.first_max_words', 3, 'First chunk: cut at a word boundary after this '
             'many words when no clause break came (not on a dangling "the"/"of"/"is").',
             min=1, max=100),
     P.Param('llm.chunk.max_chars', 220, 'Later chunks: force a cut beyond this length.',
