@@ -399,7 +399,7 @@ def test_ask_action_goal_runs_on_the_worker(harness):
     result = h.node._execute_ask(goal)
     assert goal.state == 'succeeded' and result.error_code == Ask.Result.SUCCESS
     assert result.reply == 'The capital of Japan is Tokyo.'
-    assert goal.feedback == [(0, 'The capital of Japan'), (1, 'is Tokyo.')]
+    assert goal.feedback == [(0, 'The capital'), (1, 'of Japan is Tokyo.')]
     assert h.reply.msgs == []                       # speak=False: nothing for the TTS
     empty = Goal('  ')
     result = h.node._execute_ask(empty)

@@ -52,9 +52,12 @@ def test_chunker_table(text, expected):
     assert chunk_stream(text, step=50, cfg=cfg) == expected
 
 
-def test_default_first_chunk_is_four_words_when_streamed():
+def test_default_first_chunk_is_three_words_when_streamed():
+    # "The capital of" backs off over the dangling preposition
     assert chunk_stream('The capital of France is Paris.', step=1) == [
-        'The capital of France', 'is Paris.']
+        'The capital', 'of France is Paris.']
+    assert chunk_stream('William Shakespeare wrote Romeo and Juliet.', step=1) == [
+        'William Shakespeare wrote', 'Romeo and Juliet.']
 
 
 def test_chunker_waits_for_the_character_after_a_boundary():
