@@ -305,6 +305,15 @@ def run_echo(reply, user=None, user_at=1.5, delay_ms=60, gain=0.5, noise_db=-55)
     return gate, outs
 
 
+def _room(ref: np.ndarray, tail_s: float = 0.0) -> np.ndarray:
+    """The microphone in a room: `ref`'s echo (60 ms, gain 0.5), `tail_s` of silence after
+    it, and a -55 dBFS noise floor."""
+    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
+    mic = np.concatenate([mic, np.zeros(int(tail_s * 16000), np.float32)])
+    return mic + np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(
+        np.float32)
+
+
 @pytest.mark.parametrize('delay_ms,gain', [(30, 0.3), (60, 0.5), (120, 0.8)])
 def test_own_echo_does_not_barge_in(speech, delay_ms, gain):
     gate, outs = run_echo(speech['reply'], delay_ms=delay_ms, gain=gain)
@@ -317,8 +326,7 @@ def test_late_reference_holds_barge_in_instead_of_firing(speech):
     them: their echo cannot be cancelled, so they wait (bounded) for it and are then judged
     with it; they never count as user speech."""
     ref = speech['reply'] * 0.5
-    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
-    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    mic = _room(ref)
     n = ref.shape[0] // 512
     late = range(n // 3, n // 3 + 8)                 # 256 ms of reference arrives late
     for lag_known in (True, False):
@@ -353,9 +361,7 @@ def test_reply_end_event_before_its_last_reference(speech, end_known):
     until when the reply was audible) instead of being judged as user speech."""
     n_ref = int(speech['reply'].shape[0] * 0.6) // 512     # flushed mid-sentence
     ref = speech['reply'][:n_ref * 512] * 0.5
-    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
-    mic = np.concatenate([mic, np.zeros(16000, np.float32)])
-    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    mic = _room(ref, tail_s=1.0)
     lag, in_flight = 10, 16          # reference 320 ms late; the event overtakes 16 frames
     end_ns = T0 + n_ref * 32_000_000 if end_known else 0
     gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
@@ -382,9 +388,7 @@ def test_lost_reference_frames_are_not_judged(speech, reported):
     reference has a hole, the echo in the microphone cannot be cancelled; once the node
     reports the hole (from the player's sequence numbers), those blocks are not judged."""
     ref = speech['reply'] * 0.5
-    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
-    mic = np.concatenate([mic, np.zeros(16000, np.float32)])
-    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    mic = _room(ref, tail_s=1.0)
     n_ref = ref.shape[0] // 320
     energy = [float(np.mean(ref[j * 320:j * 320 + 320] ** 2)) for j in range(n_ref)]
     a = int(np.argmax(np.convolve(energy, np.ones(25), 'valid')))     # loudest 0.5 s
@@ -736,9 +740,7 @@ def test_reply_stream_counts_as_speaking_while_reference_is_late(speech):
     With the reply stream open (FIRST_AUDIBLE seen) the gate must not open a turn on its
     own voice: the blocks wait for their reference, then are judged with it."""
     ref = speech['reply'] * 0.5
-    mic = F.echo_path(ref, 60, 0.5)[:ref.shape[0]]
-    mic = np.concatenate([mic, np.zeros(16000, np.float32)])
-    mic += np.random.default_rng(3).normal(0, 10 ** (-55 / 20), mic.shape).astype(np.float32)
+    mic = _room(ref, tail_s=1.0)
     n_ref = ref.shape[0] // 512
     lag = 12
     gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
