@@ -468,17 +468,6 @@ def qos_to_bag(profile: Any) -> Qos:
         _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False)
 
 
-def spin_until_stopped(executor: Any, context: Any, stop: threading.Event) -> None:
-    """Spin `executor` in short slices until `stop` is set or `context` shuts down (a
-    spin error while shutting down ends the loop; other errors are retried)."""
-    while not stop.is_set():
-        try:
-            executor.spin_once(timeout_sec=0.05)
-        except Exception:
-            if stop.is_set() or not context.ok():
-                return
-
-
 class RosSession:
     """A private rclpy context + node (+ optional spinning thread) for CLI verbs and tools.
 
@@ -505,6 +494,7 @@ class RosSession:
             self._thread.start()
 
     def _spin(self) -> None:
+        from wallie_common.runtime import spin_until_stopped
         spin_until_stopped(self.executor, self.context, self._stop)
 
     def close(self) -> None:

@@ -426,7 +426,7 @@ class Observer:
         self._thread.start()
 
     def _spin(self) -> None:
-        from wallie.bags import spin_until_stopped
+        from wallie_common.runtime import spin_until_stopped
         spin_until_stopped(self.executor, self.context, self._stop)
 
     def audio_publisher(self) -> Any:

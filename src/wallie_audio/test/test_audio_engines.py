@@ -314,6 +314,24 @@ def _room(ref: np.ndarray, tail_s: float = 0.0) -> np.ndarray:
         np.float32)
 
 
+def _play_late(mic: np.ndarray, ref: np.ndarray, lag: int, done_at: int, end_ns: int = 0):
+    """A gate hears `mic` block by block while reference block j of `ref` arrives with
+    microphone block j + `lag`; the player's FINISHED (audible until `end_ns`) arrives
+    just before reference block `done_at`. Returns the gate and its outputs."""
+    n_ref = ref.shape[0] // 512
+    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+    outs = list(gate.playback_started('r', T0))
+    for k in range(mic.shape[0] // 512):
+        i = k * 512
+        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
+        j = k - lag
+        if j == done_at:
+            outs += gate.playback_done('r', end_ns)
+        if 0 <= j < n_ref:
+            outs += gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
+    return gate, outs
+
+
 @pytest.mark.parametrize('delay_ms,gain', [(30, 0.3), (60, 0.5), (120, 0.8)])
 def test_own_echo_does_not_barge_in(speech, delay_ms, gain):
     gate, outs = run_echo(speech['reply'], delay_ms=delay_ms, gain=gain)
@@ -364,16 +382,7 @@ def test_reply_end_event_before_its_last_reference(speech, end_known):
     mic = _room(ref, tail_s=1.0)
     lag, in_flight = 10, 16          # reference 320 ms late; the event overtakes 16 frames
     end_ns = T0 + n_ref * 32_000_000 if end_known else 0
-    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
-    outs = list(gate.playback_started('r', T0))
-    for k in range(mic.shape[0] // 512):
-        i = k * 512
-        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
-        j = k - lag
-        if j == n_ref - in_flight:
-            outs += gate.playback_done('r', end_ns)
-        if 0 <= j < n_ref:
-            outs += gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
+    gate, outs = _play_late(mic, ref, lag, n_ref - in_flight, end_ns)
     false = [o for o in outs if isinstance(o, (InterruptOut, PieceOut))]
     if end_known:
         assert gate.held_blocks == 0
@@ -413,6 +422,22 @@ def test_lost_reference_frames_are_not_judged(speech, reported):
         assert gate.stats.barge_held > 0 and gate.held_blocks == 0
     else:                   # judged against a reference with a hole: its own voice barges in
         assert false
+
+
+def test_seq_gap_in_the_reference_is_a_lost_span():
+    """The player numbers its reference frames: a gap is a lost span; an older frame that
+    turns up late fills it in; seq 0 (no numbering) is never a gap."""
+    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
+    x = np.full(320, 0.1, np.float32)
+    gate.playback(x, T0, 'r', seq=1)
+    gate.playback(x, T0 + 60_000_000, 'r', seq=4)           # frames 2 and 3 missing
+    assert gate.stats.ref_lost_frames == 2
+    assert not gate._reference_known(T0 + 40_000_000)        # its echo window has the hole
+    gate.playback(x, T0 + 20_000_000, 'r', seq=2)             # late, not lost
+    gate.playback(x, T0 + 40_000_000, 'r', seq=3)
+    assert gate._reference_known(T0 + 40_000_000) and gate.stats.ref_lost_frames == 2
+    gate.playback(x, T0 + 200_000_000, 'r')                   # unnumbered
+    assert gate.stats.ref_lost_frames == 2
 
 
 def test_user_speech_over_echo_barges_in(speech):
@@ -741,18 +766,7 @@ def test_reply_stream_counts_as_speaking_while_reference_is_late(speech):
     own voice: the blocks wait for their reference, then are judged with it."""
     ref = speech['reply'] * 0.5
     mic = _room(ref, tail_s=1.0)
-    n_ref = ref.shape[0] // 512
-    lag = 12
-    gate = VoiceGate(GateConfig(), SileroVad(), NoWake(), EchoCanceller())
-    outs = list(gate.playback_started('r', T0))
-    for k in range(mic.shape[0] // 512):
-        i = k * 512
-        outs += gate.process(mic[i:i + 512], T0 + i * 62500)
-        j = k - lag
-        if 0 <= j < n_ref:
-            outs += gate.playback(ref[j * 512:j * 512 + 512], T0 + j * 32_000_000, 'r')
-        if j == n_ref:
-            outs += gate.playback_done('r')
+    gate, outs = _play_late(mic, ref, lag=12, done_at=ref.shape[0] // 512)
     assert gate.held_blocks == 0
     assert not [o for o in outs if isinstance(o, (InterruptOut, PieceOut))]
     assert gate.stats.turns == 0

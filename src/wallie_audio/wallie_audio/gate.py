@@ -151,6 +151,7 @@ class GateStats:
     echo_erle_db: float = 0.0        # smoothed ERLE of the last block with a locked echo path
     wake_blocks: int = 0             # blocks the wake engine actually processed
     barge_held: int = 0              # barge-in blocks not judged: their reference was late
+    ref_lost_frames: int = 0         # reference frames missing (gaps in the player's seq)
     complete_endpoints: int = 0      # early transcripts read as complete (shorter endpoint)
 
 
@@ -181,6 +182,8 @@ class VoiceGate:
         self._stream_start_ns = 0
         self._played_end_ns = 0              # audible end of the reply that just ended
         self._ref_holes: list[tuple[int, int]] = []   # reference spans lost on the way
+        self._ref_seq = 0                    # seq of the newest reference frame
+        self._ref_end_ns = 0                 # its audible end
         self._held: deque[tuple[np.ndarray, int]] = deque()  # mic blocks awaiting reference
         self._wake_pending: deque[np.ndarray] = deque(maxlen=self._wake_buffer_blocks())
         self._wake_until_ns = 0              # wake engine runs until then (VAD-gated)
@@ -218,14 +221,25 @@ class VoiceGate:
         return self._turn is not None and self._turn.in_speech
 
     # -- inputs ----------------------------------------------------------------------
-    def playback(self, samples16k: np.ndarray, stamp_ns: int, stream_id: str) -> list[Output]:
-        """A reference block (float32 mono 16 kHz) that becomes audible at `stamp_ns`.
+    def playback(self, samples16k: np.ndarray, stamp_ns: int, stream_id: str,
+                 seq: int = 0) -> list[Output]:
+        """A reference block (float32 mono 16 kHz) that becomes audible at `stamp_ns`;
+        `seq` is the player's frame counter (0: none): a gap in it is a lost span.
         Returns the outputs of microphone blocks that were waiting for this reference."""
+        end_ns = stamp_ns + samples16k.shape[0] * 1_000_000_000 // RATE
+        last = self._ref_seq
+        if seq and last and seq > last + 1 and stamp_ns > self._ref_end_ns:
+            # frames between the last one and this one were lost (best-effort transport)
+            # or are late: no barge-in is judged against a reference the gate lacks
+            self.stats.ref_lost_frames += seq - last - 1
+            self._add_hole(self._ref_end_ns, stamp_ns)
+        if not seq or seq > last or end_ns > self._ref_end_ns:   # (an older frame fills in)
+            self._ref_seq, self._ref_end_ns = seq, end_ns
         if not self._ref_speaking(stamp_ns) and not self._stream_active:
             self._speaking_since_ns = stamp_ns
         self.echo.timeline.write(samples16k, stamp_ns)
         if self._ref_holes:
-            self._fill_holes(stamp_ns, stamp_ns + samples16k.shape[0] * 1_000_000_000 // RATE)
+            self._fill_holes(stamp_ns, end_ns)
         self._playback_open = True
         if stream_id:
             self._reply_turn = stream_id
@@ -236,10 +250,13 @@ class VoiceGate:
         later frame came first). The echo of that audio cannot be cancelled, so blocks
         whose echo window overlaps the span wait for it (bounded), then are not judged
         for barge-in unless it arrived."""
+        self._add_hole(start_ns, end_ns)
+        return self._release()
+
+    def _add_hole(self, start_ns: int, end_ns: int) -> None:
         if end_ns > start_ns:
             self._ref_holes.append((start_ns, end_ns))
             del self._ref_holes[:-REF_HOLES_MAX]
-        return self._release()
 
     def _fill_holes(self, start_ns: int, end_ns: int) -> None:
         keep: list[tuple[int, int]] = []

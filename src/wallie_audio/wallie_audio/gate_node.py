@@ -73,8 +73,6 @@ class VoiceGateNode(StageNode):
         self.gate: G.VoiceGate | None = None
         self._mic_cleaner = FrameCleaner()
         self._ref_cleaner = FrameCleaner()
-        self._ref_seq = 0                 # last reference frame seen (player's seq)
-        self._ref_end_ns = 0              # audible end of that frame
         self._framer = Framer(G.BLOCK)
         self._listen_waiters: dict[str, dict] = {}
         self._lock = threading.Lock()
@@ -100,8 +98,6 @@ class VoiceGateNode(StageNode):
         self._teardown_entities()         # never duplicate entities (configure after error)
         self._mic_cleaner = FrameCleaner()
         self._ref_cleaner = FrameCleaner()
-        self._ref_seq = 0                 # last reference frame seen (player's seq)
-        self._ref_end_ns = 0              # audible end of that frame
         self._framer = Framer(G.BLOCK)
         self._drain()
         self.pub_activity = self.create_publisher(VoiceActivity, 'voice/activity', EVENT_QOS)
@@ -234,21 +230,9 @@ class VoiceGateNode(StageNode):
         if not self._active:
             return
         x = self._decode(msg, self._ref_cleaner, 'playback')
-        if x is None:
-            return
-        stamp = timeutil.from_msg(msg.header.stamp)
-        end = stamp + x.shape[0] * 1_000_000_000 // G.RATE
-        seq, last = int(msg.seq), self._ref_seq
-        if seq and last and seq > last + 1 and stamp > self._ref_end_ns:
-            # Frames between the last one and this one were lost (best-effort transport)
-            # or are late: the gate must not judge barge-in against a reference it lacks.
-            self._put(('ref_lost', self._ref_end_ns, stamp))
-            self.diag.count('playback.lost_frames', seq - last - 1)
-            self.warn_throttled('ref_lost', f'{seq - last - 1} playback reference frame(s) '
-                                'missing; barge-in is not judged on their echo')
-        if not seq or seq > last or end > self._ref_end_ns:     # (an older frame fills in)
-            self._ref_seq, self._ref_end_ns = seq, end
-        self._put(('ref', x, stamp, msg.stream_id))
+        if x is not None:
+            self._put(('ref', x, timeutil.from_msg(msg.header.stamp), msg.stream_id,
+                       int(msg.seq)))
 
     def _on_playback_event(self, msg: PlaybackEvent) -> None:
         if msg.event == PlaybackEvent.FIRST_AUDIBLE:
@@ -389,10 +373,14 @@ class VoiceGateNode(StageNode):
                                     'microphone audio it echoes in; barge-in is judged only on '
                                     f'blocks with their reference ({gate.stats.barge_held} '
                                     'held so far)')
-        elif kind == 'ref_lost':
-            outs = gate.reference_lost(item[1], item[2])
         elif kind == 'ref':
-            outs = gate.playback(item[1], item[2], item[3])
+            lost = gate.stats.ref_lost_frames
+            outs = gate.playback(item[1], item[2], item[3], item[4])
+            if gate.stats.ref_lost_frames > lost:
+                n = gate.stats.ref_lost_frames - lost
+                self.diag.count('playback.lost_frames', n)
+                self.warn_throttled('ref_lost', f'{n} playback reference frame(s) missing; '
+                                    'barge-in is not judged on their echo')
         elif kind == 'playback_start':
             outs = gate.playback_started(item[1], item[2])
         elif kind == 'playback_done':

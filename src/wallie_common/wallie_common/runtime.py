@@ -148,6 +148,21 @@ def main_for(factory: Callable[[], object]) -> Callable[[list[str] | None], None
     return main
 
 
+def spin_until_stopped(executor, context, stop: threading.Event,
+                       on_error: Callable[[Exception], None] | None = None) -> None:
+    """Spin `executor` in short slices until `stop` is set or `context` shuts down (a
+    spin error while shutting down ends the loop; other errors go to `on_error`, if
+    given, and the loop goes on)."""
+    while not stop.is_set():
+        try:
+            executor.spin_once(timeout_sec=0.05)
+        except Exception as exc:
+            if stop.is_set() or not context.ok():
+                return
+            if on_error is not None:
+                on_error(exc)
+
+
 class Intake:
     """High-rate subscriptions (audio frames) on a small private node with its own
     single-threaded executor and thread.
@@ -182,17 +197,9 @@ class Intake:
         return self.node.create_subscription(
             msg_type, self._owner.resolve_topic_name(topic), callback, qos)
 
-    def destroy_subscription(self, sub) -> None:
-        self.node.destroy_subscription(sub)
-
     def _spin(self) -> None:
-        while not self._stop.is_set() and self._context.ok():
-            try:
-                self._executor.spin_once(timeout_sec=0.1)
-            except Exception as exc:  # shutdown races; never kill the thread silently
-                if self._stop.is_set() or not self._context.ok():
-                    return
-                self._owner.get_logger().error(f'intake: {exc!r}')
+        spin_until_stopped(self._executor, self._context, self._stop,
+                           lambda exc: self._owner.get_logger().error(f'intake: {exc!r}'))
 
     def close(self) -> None:
         self._stop.set()
