@@ -35,7 +35,3 @@ def test_unreliable_reason(text, logprob, no_speech, ratio, audio_s, expected):
 def test_disabled_rule_accepts_everything():
     off = ReliabilityConfig(enabled=False)
     assert unreliable_reason('the the the the', -math.inf, 1.0, 9.0, 1.0, off) is None
-
-
-def test_default_reply_is_short():
-    assert ReliabilityConfig().reply == "Sorry, I didn't catch that."

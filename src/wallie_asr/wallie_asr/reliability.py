@@ -3,8 +3,8 @@
 The engine's guards (``WhisperEngine.judge``) already drop what is surely not speech (empty,
 no-speech, repetition loops, filler). This rule sits above them: a transcript that has text
 but that Whisper itself was unsure of is not answered; Wallie says a short "Sorry, I didn't
-catch that." instead, so that a misheard question ("Which planet is normal marine planet?")
-does not get a confident wrong answer.
+catch that." instead (the LLM node's ``llm.not_heard_reply``), so that a misheard question
+("Which planet is normal marine planet?") does not get a confident wrong answer.
 
 Unreliable means one of (checked in this order; the first one found is the reason):
 
@@ -25,7 +25,6 @@ import re
 from dataclasses import dataclass
 
 REASONS = ('low_logprob', 'no_speech', 'repetitive', 'implausible')
-DEFAULT_REPLY = "Sorry, I didn't catch that."
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+")
 
 
@@ -37,7 +36,6 @@ class ReliabilityConfig:
     max_compression_ratio: float = 2.0
     min_words_per_s: float = 0.3
     max_words_per_s: float = 6.0
-    reply: str = DEFAULT_REPLY
 
 
 def unreliable_reason(text: str, avg_logprob: float, no_speech_prob: float,

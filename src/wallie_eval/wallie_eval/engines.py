@@ -233,9 +233,11 @@ class EnginePipeline:
                                    self.setup.reliability()) if text else None
         lat: dict[str, Any] = {'asr_ms': row.pop('asr_ms')}
         if reason:
-            row.update(rejected=reason, reply=self.setup.reliability().reply)
-            lat['llm_first_chunk_ms'] = 0.0
-            first = row['reply']
+            res = self.generator().run('eval-not-heard', text, threading.Event(),
+                                       not_heard=reason)
+            row.update(rejected=reason, reply=res.text)
+            lat['llm_first_chunk_ms'] = (res.first_chunk_ns - res.start_ns) * 1e-6
+            first = res.text
         elif text:
             r = self.reply(text)
             first = r.pop('first_chunk')

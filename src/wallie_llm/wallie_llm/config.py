@@ -19,6 +19,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 ENGINES = ('llama_cpp', 'vllm')
+NOT_HEARD_REPLY = "Sorry, I didn't catch that."
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class GenerationConfig:
     temperature: float = 0.2
     top_p: float = 0.9
     max_reply_chars: int = 600
+    not_heard_reply: str = NOT_HEARD_REPLY   # said instead of answering an unreliable transcript
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def generation_from_params(p: Mapping[str, Any]) -> GenerationConfig:
         temperature=float(p.get('llm.temperature', 0.2)),
         top_p=float(p.get('llm.top_p', 0.9)),
         max_reply_chars=int(p.get('llm.max_reply_chars', 600)),
+        not_heard_reply=str(p.get('llm.not_heard_reply', NOT_HEARD_REPLY)) or NOT_HEARD_REPLY,
     )
 
 
