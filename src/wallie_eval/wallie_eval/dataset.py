@@ -36,7 +36,7 @@ import numpy as np
 from wallie_eval import questions as qs
 from wallie_eval import voices as vx
 
-VERSION = 1
+VERSION = 2
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / 'manifest.json'
 LEAD_S = 0.5            # noise/silence before the speech
@@ -253,8 +253,9 @@ class EvalSet:
 
     def select(self, split: str | None = None, limit: int | None = None,
                voices: Sequence[str] = (), every: int = 1) -> list[Clip]:
-        """Clips of one half (None: both); `every`: one conversation in N (a bounded subset
-        that keeps whole conversations); `limit`: at most that many conversations."""
+        """Clips of one half (None: both); `every`: the questions (whole conversations) whose
+        key hashes to 0 modulo N, in every voice they are rendered in (a bounded subset that
+        keeps every voice and condition); `limit`: at most that many conversations."""
         convs: dict[str, list[Clip]] = {}
         for c in self.clips:
             if split and c.split != split:
@@ -262,7 +263,9 @@ class EvalSet:
             if voices and c.voice not in voices:
                 continue
             convs.setdefault(c.conversation, []).append(c)
-        groups = list(convs.values())[::max(1, every)]
+        groups = [g for g in convs.values()
+                  if every <= 1 or zlib.crc32(g[0].conversation.split('.')[0].encode())
+                  % every == 0]
         if limit is not None:
             groups = groups[:limit]
         return [c for g in groups for c in g]

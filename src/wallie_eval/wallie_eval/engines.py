@@ -46,6 +46,7 @@ class Setup:
     max_compression_ratio: float = 2.0
     tts: bool = True
     threads: int = 2
+    asr_only: bool = False               # transcribe only (WER and ASR time; no replies)
 
     @classmethod
     def from_params(cls, name: str, params: Mapping[str, Mapping[str, Any]],
@@ -232,6 +233,9 @@ class EnginePipeline:
                                    row['compression_ratio'], row['audio_s'],
                                    self.setup.reliability()) if text else None
         lat: dict[str, Any] = {'asr_ms': row.pop('asr_ms')}
+        if self.setup.asr_only:
+            row.update(reply='', rejected=reason or '', latency_ms=lat)
+            return score.score_turn(row)
         if reason:
             res = self.generator().run('eval-not-heard', text, threading.Event(),
                                        not_heard=reason)
@@ -284,29 +288,54 @@ def run(clips: Sequence[ds.Clip], setup: Setup, *, caches: Caches | None = None,
         cache_dir: str | None = None, echo: Callable[[str], None] = print,
         progress: bool = True) -> list[dict[str, Any]]:
     """Every clip through the engines of `setup`; one row per turn (errors included)."""
-    pipe = EnginePipeline(setup, caches, echo)
-    rows: list[dict[str, Any]] = []
-    broken: set[str] = set()
+    return run_many(clips, [setup], caches=caches, cache_dir=cache_dir, echo=echo,
+                    progress=progress)[setup.name]
+
+
+def run_many(clips: Sequence[ds.Clip], setups: Sequence[Setup], *,
+             caches: Caches | None = None, cache_dir: str | None = None,
+             echo: Callable[[str], None] = print,
+             progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Every clip through every setup, interleaved conversation by conversation (so that
+    a change of machine load affects every setup alike); rows per setup name."""
+    caches = caches or Caches()
+    pipes = [EnginePipeline(s, caches, echo) for s in setups]
+    rows: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
+    convs: dict[str, list[ds.Clip]] = {}
+    for clip in clips:
+        convs.setdefault(clip.conversation, []).append(clip)
+    k = 0
     try:
-        for i, clip in enumerate(clips, 1):
-            if clip.turn <= 1:
+        for turns in convs.values():
+            samples: dict[str, Any] = {}
+            for clip in turns:
+                try:
+                    samples[clip.id] = ds.load(clip, cache_dir)
+                except ds.ClipError as exc:
+                    samples[clip.id] = exc
+                    echo(f'  error: {exc}')
+            for pipe in pipes:
                 pipe.reset()
-            try:
-                if clip.conversation in broken:
-                    raise ds.ClipError(clip.id, None, 'an earlier turn of this conversation '
-                                       'could not be used')
-                samples = ds.load(clip, cache_dir)
-                row = pipe.turn(clip, samples)
-            except ds.ClipError as exc:
-                broken.add(clip.conversation)
-                row = error_row(clip, str(exc))
-                echo(f'  error: {exc}')
-            row['setup'] = setup.name
-            rows.append(row)
+                broken = False
+                for clip in turns:
+                    audio = samples[clip.id]
+                    if isinstance(audio, ds.ClipError) or broken:
+                        broken = True
+                        row = error_row(clip, str(audio) if isinstance(audio, ds.ClipError)
+                                        else f'{clip.id}: an earlier turn of this '
+                                        'conversation could not be used')
+                    else:
+                        row = pipe.turn(clip, audio)
+                    row['setup'] = pipe.setup.name
+                    rows[pipe.setup.name].append(row)
+                    if progress:
+                        echo(f'  {pipe.setup.name}: {progress_line(row)}')
+            k += len(turns)
             if progress:
-                echo(f'  [{i}/{len(clips)}] {progress_line(row)}')
+                echo(f'  [{k}/{len(clips)}]')
     finally:
-        pipe.close()
+        for pipe in pipes:
+            pipe.close()
     return rows
 
 

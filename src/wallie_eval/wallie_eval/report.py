@@ -26,20 +26,21 @@ def _ms(v: float | None) -> str:
     return '-' if v is None else f'{v:.0f}'
 
 
-COLUMNS = ('turns', 'accuracy', 'wer', 'e2e p50', 'e2e p95', 'rejected', 'false rej',
-           'conf. wrong', 'errors')
+COLUMNS = ('turns', 'accuracy', 'wer', 'e2e p50', 'e2e p95', 'asr p50', 'llm 1st p50',
+           'rejected', 'false rej', 'conf. wrong', 'errors')
 
 
 def row_cells(s: dict[str, Any]) -> list[str]:
     return [str(s['turns']), f'{_pct(s["accuracy"])} ({s["correct"]}/{s["scored"]})',
-            _pct(s['wer']), _ms(s['e2e_p50_ms']), _ms(s['e2e_p95_ms']), str(s['rejected']),
+            _pct(s['wer']), _ms(s['e2e_p50_ms']), _ms(s['e2e_p95_ms']), _ms(s['asr_p50_ms']),
+            _ms(s['llm_first_chunk_p50_ms']), str(s['rejected']),
             _pct(s['false_reject_rate']), _pct(s['confident_wrong_rate']), str(s['errors'])]
 
 
 def render_table(title: str, groups: dict[str, dict[str, Any]], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
-    console = console or Console()
+    console = console or Console(width=200)
     table = Table(title=title, title_justify='left')
     table.add_column('group')
     for c in COLUMNS:

@@ -111,6 +111,9 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         'confident_wrong_rate': (sum(1 for r in scored if r['confident_wrong']) / len(scored))
         if scored else None,
         'e2e_p50_ms': percentile(e2e, 50), 'e2e_p95_ms': percentile(e2e, 95),
+        **{f'{stage}_p50_ms': percentile([r.get('latency_ms', {}).get(f'{stage}_ms')
+                                          for r in ok], 50)
+           for stage in ('asr', 'llm_first_chunk', 'tts_first_audio')},
     }
 
 
