@@ -32,6 +32,7 @@ ROS_MODULES = {
 MYPY_MODULES = [
     'src/wallie_common/wallie_common/model_store.py',
     'src/wallie_common/wallie_common/restart.py',
+    'src/wallie_common/wallie_common/services.py',
     'src/wallie_audio/wallie_audio/config.py',
     'src/wallie_audio/wallie_audio/echo.py',
     'src/wallie_audio/wallie_audio/endpoint.py',

@@ -50,7 +50,7 @@ from std_srvs.srv import Trigger
 from wallie_bringup import config as wconfig
 from wallie_bringup import graph as wgraph
 from wallie_common import params as P
-from wallie_common import timeutil
+from wallie_common import services, timeutil
 from wallie_common.qos import EVENT_QOS, STATE_QOS
 from wallie_common.restart import Backoff, RestartTracker
 from wallie_common.runtime import apply_privacy_env
@@ -341,21 +341,9 @@ class ManagerNode(Node):
     def _call(self, client, request, timeout: float,
               abort: Callable[[], bool] | None = None):
         """Call a service from a worker thread; None on timeout, no server or abort."""
-        deadline = time.monotonic() + timeout
-        while not client.service_is_ready():
-            if time.monotonic() >= deadline or (abort is not None and abort()):
-                return None
-            time.sleep(0.05)
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        while not done.wait(0.1):
-            if time.monotonic() >= deadline or (abort is not None and abort()):
-                client.remove_pending_request(future)
-                return None
         try:
-            return future.result()
-        except Exception:  # the response could not be taken (node gone)
+            return services.call(client, request, timeout, abort=abort)
+        except Exception:  # ServiceCallError, or the response could not be taken (node gone)
             return None
 
     def _get_state(self, st: Stage, timeout: float | None = None) -> str | None:
