@@ -47,6 +47,7 @@ LLM_SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
     ('smollm2-135m-direct-t0', {'llm_model': 'smollm2-135m-instruct',
                                 'system_prompt': DIRECT_PROMPT, 'temperature': 0.0}),
 )
+LLM_SWEEP_SHORT = ('qwen-coder-0.5b', 'qwen-coder-0.5b-direct-t0', 'qwen-coder-1.5b-direct-t0')
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--split', choices=('tuning', 'heldout', 'both'), default='heldout',
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              'default cpu)')
     parser.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
                         help='override a parameter of every evaluated profile')
-    parser.add_argument('--sweep', choices=('asr', 'llm', 'both'), default=None,
+    parser.add_argument('--sweep', choices=('asr', 'llm', 'llm-short', 'both'), default=None,
                         help='engine mode: sweep the ASR and/or LLM settings (tuning half)')
     parser.add_argument('--live', action='store_true',
                         help='run the set through the warm live graph (real processes) instead '
@@ -99,6 +100,9 @@ def sweep_setups(kind: str, base: engines.Setup) -> list[engines.Setup]:
         out += [replace(base, name=f'asr:{n}', **o) for n, o in ASR_SWEEP]
     if kind in ('llm', 'both'):
         out += [replace(base, name=f'llm:{n}', **o) for n, o in LLM_SWEEP]
+    if kind == 'llm-short':
+        out += [replace(base, name=f'llm:{n}', **o) for n, o in LLM_SWEEP
+                if n in LLM_SWEEP_SHORT]
     return out
 
 

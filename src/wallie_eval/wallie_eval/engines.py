@@ -40,7 +40,7 @@ class Setup:
     temperature: float = 0.2
     top_p: float = 0.9
     max_tokens: int = 96
-    reject_unreliable: bool = False
+    reject_unreliable: bool = True       # the ASR node's asr.reject.enabled
     min_avg_logprob: float = -0.75
     max_no_speech_prob: float = 0.5
     max_compression_ratio: float = 2.0
@@ -65,7 +65,7 @@ class Setup:
                 temperature=float(llm.get('llm.temperature', d.temperature)),
                 top_p=float(llm.get('llm.top_p', d.top_p)),
                 max_tokens=int(llm.get('llm.max_tokens', d.max_tokens)),
-                reject_unreliable=bool(asr.get('asr.reject.enabled', False)),
+                reject_unreliable=bool(asr.get('asr.reject.enabled', True)),
                 min_avg_logprob=float(asr.get('asr.reject.min_avg_logprob',
                                               d.min_avg_logprob)),
                 max_no_speech_prob=float(asr.get('asr.reject.max_no_speech_prob',

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 
 def _config_module() -> Any:
-    for name in ('wallie_bringup.config', 'wallie.config'):
+    for name in ('wallie_bringup.config',):
         try:
             return importlib.import_module(name)
         except ImportError:
