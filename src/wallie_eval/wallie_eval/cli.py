@@ -7,6 +7,7 @@ passed in by the caller (it needs the ROS graph harness).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import asdict, replace
 from typing import Any, Callable, Sequence
@@ -115,6 +116,7 @@ def run(args: argparse.Namespace, live_runner: LiveRunner | None = None,
     """Evaluate; print the tables; write eval.json and eval.png. Exit 1 when any clip had an
     error (the figures of the others are still reported)."""
     load0 = report.load_average()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     clips = select(args)
     if not clips:
         echo('no clips selected')
@@ -136,10 +138,14 @@ def run(args: argparse.Namespace, live_runner: LiveRunner | None = None,
         if args.sweep:
             setups = sweep_setups(args.sweep, setups[0])
         echo('engines: ' + ', '.join(s.name for s in setups))
-        by_name = engines.run_many(clips, setups, caches=caches, cache_dir=args.cache,
-                                   echo=(lambda line: None) if args.quiet else echo)
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        try:
+            engines.run_many(clips, setups, caches=caches, cache_dir=args.cache,
+                             echo=(lambda line: None) if args.quiet else echo, into=by_name)
+        except KeyboardInterrupt:       # Ctrl-C / SIGTERM: report what was done
+            echo('interrupted: reporting the turns done so far')
         for setup in setups:
-            results[setup.name] = (asdict(setup), by_name[setup.name])
+            results[setup.name] = (asdict(setup), by_name.get(setup.name, []))
     doc = report.document(results, 'live' if args.live else 'engines', load0,
                           {'split': args.split, 'every': args.every, 'limit': args.limit})
     report.render(doc)

@@ -295,13 +295,17 @@ def run(clips: Sequence[ds.Clip], setup: Setup, *, caches: Caches | None = None,
 
 def run_many(clips: Sequence[ds.Clip], setups: Sequence[Setup], *,
              caches: Caches | None = None, cache_dir: str | None = None,
-             echo: Callable[[str], None] = print,
-             progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+             echo: Callable[[str], None] = print, progress: bool = True,
+             into: dict[str, list[dict[str, Any]]] | None = None
+             ) -> dict[str, list[dict[str, Any]]]:
     """Every clip through every setup, interleaved conversation by conversation (so that
-    a change of machine load affects every setup alike); rows per setup name."""
+    a change of machine load affects every setup alike); rows per setup name, also filled
+    into `into` as they come (what an interrupted run had done)."""
     caches = caches or Caches()
     pipes = [EnginePipeline(s, caches, echo) for s in setups]
-    rows: dict[str, list[dict[str, Any]]] = {s.name: [] for s in setups}
+    rows: dict[str, list[dict[str, Any]]] = into if into is not None else {}
+    for s in setups:
+        rows.setdefault(s.name, [])
     convs: dict[str, list[ds.Clip]] = {}
     for clip in clips:
         convs.setdefault(clip.conversation, []).append(clip)
