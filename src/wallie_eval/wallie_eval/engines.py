@@ -94,6 +94,19 @@ class Setup:
 class Caches:
     asr: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     llm: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    # loaded LLM engines, shared by setups that use the same model (one load, one copy in
+    # memory); `owner` is the pipeline whose system prompt the engine's cache holds
+    engines: dict[tuple, Any] = field(default_factory=dict)
+    owner: dict[tuple, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            try:
+                engine.close()
+            except Exception:
+                pass
+        self.engines.clear()
+        self.owner.clear()
 
 
 def utterance(samples: np.ndarray, clip: ds.Clip) -> np.ndarray:
@@ -147,8 +160,12 @@ class EnginePipeline:
             from wallie_llm.reply import ReplyGenerator
             s = self.setup
             t0 = time.perf_counter()
-            self._llm = create_engine(EngineConfig(model=s.llm_model, threads=s.threads))
-            self._llm.load()
+            key = (s.llm_model, s.threads)
+            if key not in self.caches.engines:
+                engine = create_engine(EngineConfig(model=s.llm_model, threads=s.threads))
+                engine.load()
+                self.caches.engines[key] = engine
+            self._llm = self.caches.engines[key]
             mcfg = MemoryConfig(system_prompt=load_system_prompt(s.system_prompt, ''))
             memory = ConversationMemory(
                 mcfg.system_prompt, self._llm.count_tokens,
@@ -160,9 +177,17 @@ class EnginePipeline:
                                                         temperature=s.temperature,
                                                         top_p=s.top_p),
                                        ChunkerConfig(), mcfg.voice_commands)
-            self._gen.prepare()
+            self._prepare()
             self.echo(f'  LLM {s.llm_model} loaded ({time.perf_counter() - t0:.1f} s)')
         return self._gen
+
+    def _prepare(self) -> None:
+        """This setup's system prompt into the (maybe shared) engine's cache, untimed, as the
+        node keeps it there between turns."""
+        key = (self.setup.llm_model, self.setup.threads)
+        if self.caches.owner.get(key) is not self:
+            self._gen.prepare()
+            self.caches.owner[key] = self
 
     def synth(self) -> Any:
         if self._synth is None:
@@ -198,6 +223,7 @@ class EnginePipeline:
         hit = self.caches.llm.get(key)
         if hit is None:
             gen = self.generator()
+            self._prepare()
             if self._synced != self._history:      # cached turns before this one
                 gen.memory.reset()
                 for i, (user, assistant) in enumerate(self._history):
@@ -263,7 +289,7 @@ class EnginePipeline:
         return self.transcribe(clip, samples)
 
     def close(self) -> None:
-        for engine in (self._asr, self._llm, getattr(self._synth, 'engine', None)):
+        for engine in (self._asr, getattr(self._synth, 'engine', None)):   # LLM: shared
             if engine is not None:
                 try:
                     engine.close()
@@ -341,6 +367,7 @@ def run_many(clips: Sequence[ds.Clip], setups: Sequence[Setup], *,
     finally:
         for pipe in pipes:
             pipe.close()
+        caches.close()
     return rows
 
 
