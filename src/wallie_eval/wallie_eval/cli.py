@@ -114,7 +114,7 @@ def sweep_setups(kind: str, base: engines.Setup) -> list[engines.Setup]:
                 replace(base, name='cpu-old-prompt', system_prompt=OLD_PROMPT),
                 replace(base, name='cpu'),
                 replace(acc, name='cpu-accurate'),
-                replace(base, name='tiny-b5+1.5b', llm_model=acc.llm_model)]
+                replace(acc, name='base-b5+1.5b', asr_model='whisper-base')]
     if kind == 'llm-short':
         out += [replace(base, name=f'llm:{n}', **o) for n, o in LLM_SWEEP
                 if n in LLM_SWEEP_SHORT]
