@@ -63,6 +63,7 @@ def parse_rung(text: str) -> tuple[Assignment, ...]:
 
 
 def parse_ladder(rungs: Iterable[str]) -> tuple[tuple[Assignment, ...], ...]:
+    """Parse every non-empty rung (see parse_rung), mildest first."""
     return tuple(parse_rung(r) for r in rungs if r and r.strip())
 
 
@@ -126,6 +127,7 @@ class Governor:
         return None
 
     def on_oom(self, now: float, what: str = 'GPU out of memory') -> int | None:
+        """An OOM report: one step down at once (no cool-down); the new rung or None."""
         self.last_trouble = now
         self.good_streak = 0
         return self._down(now, what, force=True)
@@ -153,6 +155,7 @@ class TurnLatency:
         self._max = max_turns
 
     def add(self, turn_id: str, stage: str, stamp_ns: int) -> float | None:
+        """Add one stamp; the turn's end-to-end latency (ms) once both ends are in."""
         if not turn_id or stamp_ns <= 0:
             return None
         stamps = self._turns.setdefault(turn_id, {})
@@ -208,6 +211,7 @@ class Ladder:
 
     @property
     def active(self) -> bool:
+        """True when enabled and the ladder has a rung."""
         return self.enabled and bool(self.rungs)
 
     def on_latency(self, e2e_ms: float, now: float) -> None:

@@ -144,11 +144,13 @@ class RosLifecycleClient:
                                               callback_group=cbg)
 
     def get_state(self, timeout: float) -> str | None:
+        """GetState: the state label, None without an answer."""
         res = self.node.call(self._get_state, GetState.Request(), timeout)
         return None if res is None else res.current_state.label
 
     def change_state(self, transition: str, timeout: float,
                      abort: Callable[[], bool]) -> bool | None:
+        """ChangeState by id (and label): success, None without an answer."""
         req = ChangeState.Request()
         req.transition.id = L.TRANSITIONS[transition][0]
         if self.node.p['lifecycle.send_labels']:
@@ -157,9 +159,11 @@ class RosLifecycleClient:
         return None if res is None else bool(res.success)
 
     def set_params(self, values: Mapping[str, Any], why: str) -> list[str]:
+        """SetParameters: the reasons of refused values."""
         return self.node.set_stage_params(self.name, dict(values), why)
 
     def get_params(self, names: list[str]) -> dict[str, Any]:
+        """GetParameters: {name: value} ({} without an answer)."""
         res = self.node.call(self._get_params, GetParameters.Request(names=names),
                              self.node.p['lifecycle.call_timeout_s'])
         if res is None:

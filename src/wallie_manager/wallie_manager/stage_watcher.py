@@ -48,11 +48,14 @@ class LifecycleClient(Protocol):
 class Logger(Protocol):
     """The part of a logger the watcher uses (an rclpy logger and logging.Logger both fit)."""
 
-    def info(self, msg: str) -> Any: ...
+    def info(self, msg: str) -> Any:
+        """Log at info level."""
 
-    def warning(self, msg: str) -> Any: ...
+    def warning(self, msg: str) -> Any:
+        """Log at warning level."""
 
-    def error(self, msg: str) -> Any: ...
+    def error(self, msg: str) -> Any:
+        """Log at error level."""
 
 
 class Processes:
@@ -161,6 +164,7 @@ class Stage:
 
     @property
     def name(self) -> str:
+        """The stage's node name."""
         return self.spec.name
 
 
