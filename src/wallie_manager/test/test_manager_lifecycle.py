@@ -17,8 +17,7 @@ from lifecycle_msgs.srv import ChangeState
 
 from wallie_common.qos import STATE_QOS
 from wallie_interfaces.msg import AssistantState
-
-DUMMY = str(Path(__file__).with_name('dummy_stage.py'))
+from wallie_testing.up import DUMMY
 
 
 def graph_file(path, names_after):

@@ -196,12 +196,12 @@ class ManagerNode(Node):
         if wanted:
             nodes = wgraph.select(nodes, only=wanted)
         ns = self.get_namespace()
-        self._clients: dict[str, RosLifecycleClient] = {}
+        self._stage_clients: dict[str, RosLifecycleClient] = {}
         managed = []
         for spec in wgraph.activation_order(nodes):
             fqn = wgraph.fq_name(spec.name, ns)
-            self._clients[spec.name] = RosLifecycleClient(self, spec.name, fqn)
-            managed.append((spec, fqn, self._clients[spec.name]))
+            self._stage_clients[spec.name] = RosLifecycleClient(self, spec.name, fqn)
+            managed.append((spec, fqn, self._stage_clients[spec.name]))
         self.watcher = StageWatcher(
             managed, config=WatchConfig.from_params(self.p), logger=self.get_logger(),
             processes=Processes(self._run_dir), instance_params=self._instance_params)
@@ -209,7 +209,7 @@ class ManagerNode(Node):
         self._by_fqn = {st.fqn: st for st in self.stages.values()}
         self._oom_marks: dict[str, str] = {}   # stage: its last OOM report
         # SetParameters clients for every other node too (config reload reaches metrics).
-        self._param_clients = {n: c.set_params_client for n, c in self._clients.items()}
+        self._param_clients = {n: c.set_params_client for n, c in self._stage_clients.items()}
         for spec in nodes:
             if spec.name not in self._param_clients and spec.name != wgraph.MANAGER:
                 self._param_clients[spec.name] = self.create_client(
@@ -224,7 +224,7 @@ class ManagerNode(Node):
                        up_ratio=self.p['governor.step_up_ratio'],
                        cooldown_s=self.p['governor.cooldown_s']),
             nodes=self.stages, enabled=self.p['governor.enabled'], logger=self.get_logger(),
-            get_params=lambda n, names: self._clients[n].get_params(names),
+            get_params=lambda n, names: self._stage_clients[n].get_params(names),
             set_params=self.set_stage_params,
             reload=lambda n, values, why: self.watcher.reload(self.stages[n], values, why))
         self._turns = G.TurnLatency()
