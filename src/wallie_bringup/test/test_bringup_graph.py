@@ -9,7 +9,7 @@ import yaml
 
 from wallie_bringup import bringup, graph
 
-LAUNCH = Path(__file__).resolve().parents[1] / 'launch'   # wallie_bringup/launch
+LAUNCH = Path(__file__).resolve().parents[1] / 'launch'
 
 
 def test_contract_nodes_and_executables():

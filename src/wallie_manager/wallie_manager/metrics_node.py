@@ -126,6 +126,8 @@ class Prometheus:
 
 
 class MetricsNode(StageNode):
+    """Joins stage stamps into one TurnMetrics per turn; Prometheus, JSONL log, archive."""
+
     PARAMS = (
         P.Param('autostart', True, 'Configure and activate at start-up (the metrics node '
                 'records from the first turn; the manager may still drive it).',

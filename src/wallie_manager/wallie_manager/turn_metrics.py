@@ -171,6 +171,8 @@ class CompletedTurn:
 
 @dataclass(frozen=True)
 class StampResult:
+    """Whether a stage stamp was accepted into its turn, and why not."""
+
     accepted: bool
     reason: str = ''              # why it was dropped (empty when accepted)
     duplicate: bool = False
