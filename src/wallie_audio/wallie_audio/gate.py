@@ -63,6 +63,10 @@ class GateConfig:
     wake_vad_threshold: float = 0.2
     wake_buffer_ms: int = 1500
     wake_hangover_ms: int = 1000
+    # The turn after a wake word starts this long before the point where the engine detected
+    # the word (about where the word ended), so that a question said in the same breath
+    # ("Wallie, what time is it?") keeps its first word.
+    wake_backoff_ms: int = 80
 
     def __post_init__(self) -> None:
         if self.echo_mode not in ECHO_MODES:
@@ -446,7 +450,12 @@ class VoiceGate:
             if hit is not None:
                 self.stats.wakes += 1
                 tid = new_turn_id()
-                self._turn = _Turn(tid, 'wake', floor_no=self.ring.next_no,
+                # the detection point, then back off: the turn keeps speech that follows
+                # the word at once
+                end_ns = stamp_ns + BLOCK_NS - hit.samples_after * 1_000_000_000 // RATE
+                floor = self.ring.block_at(end_ns - c.wake_backoff_ms * MS) + 1 \
+                    if c.wake_backoff_ms or hit.samples_after else self.ring.next_no
+                self._turn = _Turn(tid, 'wake', floor_no=min(floor, self.ring.next_no),
                                    deadline_ns=stamp_ns + c.listen_timeout_ms * MS)
                 self.endpointer.reset()
                 out.append(WakeOut(hit.keyword, hit.engine, hit.score, tid, stamp_ns))

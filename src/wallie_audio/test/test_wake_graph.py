@@ -1,0 +1,69 @@
+"""Graph test: "Wallie, ..." through real capture / voice_gate / asr processes over DDS.
+
+The default wake engine (embedding, "wallie") opens the turn; the question said after the
+word -- in the same breath, or after a pause -- is the turn, and its transcript equals the
+transcript of the question alone (the asr node's `transcribe` service on the bare clip).
+A question without the word opens no turn.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from wallie_audio import wake_data as D
+
+pytestmark = pytest.mark.skipif(D.have_tools(('espeak:en-us',)) != [],
+                                reason='espeak-ng not installed')
+VOICE = 'piper:joe'
+
+
+def _norm(text: str) -> str:
+    return ' '.join(''.join(ch for ch in text.lower() if ch.isalnum() or ch == ' ').split())
+
+
+def test_wallie_then_the_question_is_the_turn(probe, node_process, tmp_path):
+    import soundfile as sf
+
+    from wallie_interfaces.msg import Transcript, WakeWord
+    from wallie_interfaces.srv import Transcribe
+    q1, q2, q3 = 'what time is it', 'what is the capital of france', 'set a timer'
+    one_breath = D.wake_clip('Wallie', VOICE, q1, 0.0, 1.0, 1, lead_s=1.0, tail_s=2.5)
+    paused = D.wake_clip('Wallie', VOICE, q2, 1.0, 1.0, 2, lead_s=0.5, tail_s=2.5)
+    bare = D.speech_clip(q3, VOICE, 1.0, 3, lead_s=0.5, tail_s=2.0)
+    audio = np.concatenate([one_breath.audio, paused.audio, bare.audio])
+    wav = tmp_path / 'wallie.wav'
+    sf.write(str(wav), audio, 16000, subtype='PCM_16')
+
+    wakes = probe.subscribe('voice/wake', WakeWord)
+    finals = probe.subscribe('transcript', Transcript)
+    asr = node_process('asr_node', params={'autostart': True, 'asr.cpu_threads': 2})
+    gate = node_process('gate_node', params={'autostart': True, 'wake.followup_ms': 0})
+    probe.wait_for(lambda: probe.lifecycle_state('asr') == 'active', 90, 'asr active', [asr])
+    probe.wait_for(lambda: probe.lifecycle_state('voice_gate') == 'active', 60,
+                   'voice_gate active', [gate])
+    assert probe.get_params('voice_gate', 'wake.engine', 'wake.word') == ['embedding', 'wallie']
+    cap = node_process('capture_node', params={
+        'autostart': True, 'source': 'file', 'file.path': str(wav), 'file.realtime': True,
+        'file.lead_silence_s': 0.5})
+
+    def done():
+        return len([t for t in finals if t.is_final]) >= 2
+    probe.wait_for(done, audio.shape[0] / 16000 + 30, 'two final transcripts',
+                   [gate, asr, cap])
+    time.sleep(len(bare.audio) / 16000 + 1.0)       # the bare question has played out
+    got = [t for t in finals if t.is_final]
+    assert [w.keyword for w in wakes] == ['wallie', 'wallie']
+    assert [t.turn_id for t in got] == [w.turn_id for w in wakes]   # no turn without it
+
+    # each turn's text is what ASR makes of the question alone
+    for clip, q, t in ((one_breath, q1, got[0]), (paused, q2, got[1])):
+        tail = clip.audio[clip.wake_ends[0]:]
+        req = Transcribe.Request(sample_rate=16000,
+                                 samples=(tail * 32767).astype(np.int16).tolist())
+        alone = probe.call(Transcribe, 'transcribe', req)
+        assert alone.success and _norm(alone.text) == q, alone.text
+        assert _norm(t.text) == _norm(alone.text), (t.text, alone.text)
+    assert gate.alive() and asr.alive()
