@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from wallie_audio import wake_data as D
-from wallie_audio.gate import END_OF_TURN, ActivityOut, GateConfig, PieceOut, VoiceGate, WakeOut
 from wallie_audio.vad import SileroVad
+from wallie_audio.voice_gate import (
+    END_OF_TURN,
+    ActivityOut,
+    GateConfig,
+    PieceOut,
+    VoiceGate,
+    WakeOut,
+)
 from wallie_audio.wake import make_engine
 from wallie_audio.wake_model import (
     FEATURES_ID,
@@ -161,10 +168,11 @@ def small_negatives(tmp_path_factory):
     from wallie_audio import wake_train
     old = wake_train.NEG_CACHE
     wake_train.NEG_CACHE = tmp_path_factory.mktemp('neg') / 'negatives.npz'
-    wake_train.NEG_CLIPS = 80
+    old_n = (wake_train.NEG_CLIPS, wake_train.TEXT_CLIPS, wake_train.RECORDING_COPIES)
+    wake_train.NEG_CLIPS, wake_train.TEXT_CLIPS, wake_train.RECORDING_COPIES = 80, 80, 20
     yield
     wake_train.NEG_CACHE = old
-    wake_train.NEG_CLIPS = wake_train.DEFAULT_NEG_CLIPS
+    wake_train.NEG_CLIPS, wake_train.TEXT_CLIPS, wake_train.RECORDING_COPIES = old_n
 
 
 def test_any_word_from_its_text(front, small_negatives, tmp_path, monkeypatch):

