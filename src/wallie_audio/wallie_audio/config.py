@@ -76,7 +76,7 @@ GATE_SPECS: tuple[Spec, ...] = (
          'voice starts, so the start of the wake word is not lost, ms.', 500, 5000),
     Spec('wake.hangover_ms', 1000, 'The wake engine keeps running this long after the last '
          'voiced block, ms.', 0, 10000),
-    Spec('wake.backoff_ms', 80, 'The turn after a wake word starts this long before the '
+    Spec('wake.backoff_ms', 250, 'The turn after a wake word starts this long before the '
          'point where the word was detected, so a question said in the same breath keeps '
          'its first word, ms.', 0, 1000),
     Spec('wake.access_key', '', 'Picovoice AccessKey (only for Porcupine >= 2 / custom .ppn).'),

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from wallie_audio import wake_data as D
+from wallie_audio import wake_model
 from wallie_audio.wake_model import (
     CHUNK,
     RATE,
-    WAKE_WORD_DIR,
     Classifier,
     FrontEnd,
     slug,
@@ -150,8 +150,8 @@ def collect(jobs: list[tuple], workers: int, log: Callable[[str], None]) -> tupl
 # --------------------------------------------------------------------------- fit
 
 def fit(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, hidden=(64,),
-        seed: int = 0, alpha: float = 1e-2, max_iter: int = 25, meta: dict | None = None, fa_per_window: float = 2e-5,
-        log: Callable[[str], None] = print) -> Classifier:
+        seed: int = 0, alpha: float = 1e-2, max_iter: int = 25, meta: dict | None = None,
+        fa_per_window: float = 2e-5, log: Callable[[str], None] = print) -> Classifier:
     """Fit the MLP; the threshold is the lowest score that keeps the validation negatives'
     false alarms at or below `fa_per_window` (and at least 0.5)."""
     from sklearn.neural_network import MLPClassifier
@@ -281,7 +281,7 @@ def enroll_text(word: str, front: FrontEnd | None = None, out: Path | None = Non
         distance, kind, snr = _conditions(rng)
         clips.append(D.degrade(c, distance, kind, snr, i))
     model = _fit_small(word, clips, front, 'text', log)
-    path = out or WAKE_WORD_DIR / f'{slug(word)}.npz'
+    path = out or wake_model.WAKE_WORD_DIR / f'{slug(word)}.npz'
     sha = model.save(path)
     log(f'wrote {path} (sha256 {sha})')
     return path
@@ -313,7 +313,7 @@ def enroll_recordings(word: str, recordings: Sequence[np.ndarray],
             distance, kind, snr = _conditions(rng)
             clips.append(D.degrade(c, distance, kind, snr, r * 100 + k))
     model = _fit_small(word, clips, front, 'recordings', log)
-    path = out or WAKE_WORD_DIR / f'{slug(word)}.npz'
+    path = out or wake_model.WAKE_WORD_DIR / f'{slug(word)}.npz'
     sha = model.save(path)
     log(f'wrote {path} (sha256 {sha})')
     return path
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     c = train(a.word, a.positives, a.negatives, a.seed, a.workers, fdir, cache=a.cache,
               hidden=hidden, alpha=a.alpha, max_iter=a.epochs)
     c.meta['train_seconds'] = round(time.monotonic() - t0)
-    out = a.out or WAKE_WORD_DIR / f'{slug(a.word)}.npz'
+    out = a.out or wake_model.WAKE_WORD_DIR / f'{slug(a.word)}.npz'
     sha = c.save(out)
     size = out.stat().st_size
     print(json.dumps({'path': str(out), 'size': size, 'sha256': sha,
