@@ -6,7 +6,6 @@ import hashlib
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +14,12 @@ from rosbags.interfaces import QosReliability
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from std_msgs.msg import String
 
-from wallie_cli import bag_files, bags
+from wallie_cli import bag_files, bags, fixture_set
 from wallie_common import conversions, timeutil
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS
 from wallie_interfaces.msg import AudioFrame
 
-FIXTURES = Path(__file__).resolve().parent / 'fixtures'
+FIXTURES = fixture_set.default_fixtures_dir()
 START = 1_700_000_000_000_000_000
 
 

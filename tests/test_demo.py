@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import wallie_cli
 from wallie_cli import e2e, feed, fixture_set, observer, wavs
 
 pytestmark = pytest.mark.slow
-QUESTION = Path(__file__).resolve().parents[1] / 'src' / 'wallie' / 'wallie' / 'data' / \
-    'question.wav'
+QUESTION = Path(wallie_cli.__file__).with_name('data') / 'question.wav'
 
 
 @pytest.fixture(scope='module')

@@ -32,6 +32,7 @@ ROS_MODULES = {
 MYPY_MODULES = [
     'src/wallie_common/wallie_common/model_store.py',
     'src/wallie_common/wallie_common/restart.py',
+    'src/wallie_common/wallie_common/services.py',
     'src/wallie_audio/wallie_audio/config.py',
     'src/wallie_audio/wallie_audio/echo.py',
     'src/wallie_audio/wallie_audio/endpoint.py',
@@ -51,6 +52,7 @@ MYPY_MODULES = [
     'src/wallie_asr/wallie_asr/engine.py',
     'src/wallie_asr/wallie_asr/fixtures.py',
     'src/wallie_asr/wallie_asr/streaming.py',
+    'src/wallie_asr/wallie_asr/reliability.py',
     'src/wallie_llm/wallie_llm/chunker.py',
     'src/wallie_llm/wallie_llm/config.py',
     'src/wallie_llm/wallie_llm/engine.py',
@@ -67,6 +69,9 @@ MYPY_MODULES = [
     'src/wallie_tts/wallie_tts/piper_engine.py',
     'src/wallie_tts/wallie_tts/stream.py',
     'src/wallie_tts/wallie_tts/xtts_engine.py',
+    'src/wallie_manager/wallie_manager/governor.py',
+    'src/wallie_manager/wallie_manager/manager_logic.py',
+    'src/wallie_manager/wallie_manager/stage_watcher.py',
 ]
 ENGINE_PACKAGES = ('wallie_audio', 'wallie_asr', 'wallie_llm', 'wallie_tts')
 

@@ -177,12 +177,11 @@ def _table(node):
 
 @pytest.mark.parametrize('key', [k.key for k in C.KEYS])
 def test_brief_keys_map_onto_declared_parameters(key):
-    """Every brief key targets a parameter the stage really declares (when it is built)."""
+    """Every brief key targets a parameter the stage really declares."""
     spec = C.KEYS_BY_NAME[key]
     for node, param in spec.targets:
         table = _table(node)
-        if table is None:
-            pytest.skip(f'{node} not built yet')
+        assert table is not None, f'{node} declares no parameter table'
         assert param in table, f'{key} -> {node}/{param}: not declared by {node}'
         default = table[param].default
         assert isinstance(default, spec.type) or (spec.type is float and
@@ -198,14 +197,12 @@ def test_profile_parameters_exist_and_are_valid():
             if node in (C.GLOBAL, 'manager'):
                 continue
             table = _table(node)
-            if table is None:
-                continue
+            assert table is not None, f'{node} declares no parameter table'
             for name, value in values.items():
                 assert name in table, f'{path.name}: {node}/{name} is not declared'
                 assert table[name].check(value) is None, (path.name, node, name)
                 checked += 1
-    if not checked:
-        pytest.skip('no stage built yet')
+    assert checked
 
 
 def test_manager_parameters_in_profiles_exist():
@@ -217,7 +214,7 @@ def test_manager_parameters_in_profiles_exist():
 
 
 def test_profile_ladders_name_real_parameters():
-    from wallie_manager.manager_logic import parse_ladder
+    from wallie_manager.governor import parse_ladder
     checked = 0
     for path in C.config_dir().glob('*.yaml'):
         ladder = C.load_params_file(path).get('manager', {}).get('governor.ladder', [])

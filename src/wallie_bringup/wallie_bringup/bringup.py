@@ -32,6 +32,8 @@ class BringupError(RuntimeError):
 
 @dataclass
 class Prepared:
+    """A prepared run: its directory, resolved parameters, nodes and process specs."""
+
     run_dir: Path
     resolved: wconfig.Resolved
     nodes: tuple[wgraph.NodeSpec, ...]

@@ -536,20 +536,23 @@ def resolve(run: RunConfig) -> Resolved:
 
 # -- validation against the nodes' parameter tables -----------------------------------------
 def node_param_table(package: str, executable: str) -> dict[str, Any] | None:
-    """The {name: Param} table a node executable declares, or None if not importable."""
+    """The {name: Param} table a node executable declares (None: it declares no table).
+
+    A console script that is not installed, or whose module fails to import, is a
+    ConfigError that says so: that node could not start either.
+    """
+    from importlib import metadata
+    module_name = next((ep.value.split(':', 1)[0]
+                        for ep in metadata.entry_points(group='console_scripts')
+                        if ep.name == executable), None)
+    if module_name is None:
+        raise ConfigError(f'{package}/{executable}: no such node executable is installed '
+                          '(run scripts/setup.sh)')
     try:
-        from importlib import metadata
-        module_name = None
-        for ep in metadata.entry_points(group='console_scripts'):
-            if ep.name == executable:
-                module_name = ep.value.split(':', 1)[0]
-                break
-        if module_name is None:
-            return None
         module = importlib.import_module(module_name)
-    except Exception as exc:  # not written / not installed yet: nothing to check against
-        _LOG.debug('cannot import %s: %r', executable, exc)
-        return None
+    except Exception as exc:
+        raise ConfigError(f'{package}/{executable}: module {module_name} does not import: '
+                          f'{exc!r}') from exc
     for obj in vars(module).values():
         table = getattr(obj, 'PARAMS', None)
         if isinstance(obj, type) and isinstance(table, tuple) and table \
@@ -582,13 +585,17 @@ def check_run(path: str | os.PathLike) -> list[str]:
     supervisor of `wallie up` never imports the node modules (and their libraries).
     """
     data = json.loads(Path(path).read_text())
-    tables = {}
+    tables, problems = {}, []
     for name, package, executable in data['nodes']:
-        table = node_param_table(package, executable)
+        try:
+            table = node_param_table(package, executable)
+        except ConfigError as exc:
+            problems.append(f'{name}: {exc}')
+            continue
         if table:
             tables[name] = table
     sources = {(n, p): layer for n, p, layer in data.get('sources', [])}
-    return check_values(data['params'], tables, sources)
+    return problems + check_values(data['params'], tables, sources)
 
 
 if __name__ == '__main__':  # python -m wallie_bringup.config check RUN.json

@@ -76,7 +76,7 @@ NODES: tuple[NodeSpec, ...] = (
              description='Brings the stages up, watches and restarts them.'),
 )
 
-PROFILES = ('cpu', 'gpu')
+PROFILES = ('cpu', 'cpu-accurate', 'gpu')
 
 
 # -- graph files and queries ----------------------------------------------------------------
@@ -274,7 +274,7 @@ def launch_plan(options: LaunchOptions,
     ros_arguments. Lifecycle stages are brought up by the manager (not by launch events):
     after a SIGKILL a respawned node's first requests can go to the dead process's
     lingering services, and only a driver that retries and confirms with get_state
-    recovers from that (DESIGN.md §3).
+    recovers from that (measured with these wheels: a lingering service for ~20 s).
     """
     plan = []
     chosen = [n for n in nodes if n.name not in set(options.skip)]

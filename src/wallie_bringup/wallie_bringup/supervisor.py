@@ -55,6 +55,8 @@ class ProcSpec:
 
 @dataclass
 class Child:
+    """One supervised process: its spec, restart bookkeeping and current Popen."""
+
     spec: ProcSpec
     tracker: RestartTracker
     proc: subprocess.Popen | None = None

@@ -107,7 +107,7 @@ class RosSession:
     """A private rclpy context + node (+ optional spinning thread) for CLI verbs and tools.
 
     Uses its own Context (never the default one) so it coexists with other rclpy users in
-    the process, and installs no signal handlers (DESIGN.md §3: shutdown-safe pattern).
+    the process, and installs no signal handlers (see wallie_common.runtime for why).
     """
 
     def __init__(self, name: str, spin: bool = False, args: list[str] | None = None) -> None:

@@ -49,6 +49,8 @@ def _evict_models() -> int:
 
 
 class Run:
+    """One timed `wallie up` run in its own run directory and ROS domain."""
+
     def __init__(self, work: Path, index: int) -> None:
         self.run_dir = work / f'run{index}'
         env = dict(os.environ)

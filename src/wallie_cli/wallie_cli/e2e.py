@@ -561,6 +561,8 @@ def check_models(params: dict[str, dict[str, Any]]) -> tuple[list[str], list[str
 # ---------------------------------------------------------------------------- one-shot turn
 @dataclass
 class AskOutcome:
+    """What `ask_wav` returns: the turn, the time to ready, the run directory and exits."""
+
     result: TurnResult
     ready_s: float
     run_dir: Path

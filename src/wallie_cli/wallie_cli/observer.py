@@ -155,6 +155,7 @@ class Observer:
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self.lock = threading.RLock()
+        self._clients: dict[tuple[Any, str], Any] = {}
         self.changed = threading.Condition(self.lock)
         self.turns: dict[str, TurnRecord] = {}
         self.state: dict[str, Any] = {}
@@ -248,7 +249,8 @@ class Observer:
             self._turn(msg.turn_id).transcripts.append({
                 'text': msg.text, 'is_final': msg.is_final,
                 'is_early_final': msg.is_early_final, 'confidence': float(msg.confidence),
-                'processing_ms': float(msg.processing_ms), 'recv_ns': time.time_ns()})
+                'processing_ms': float(msg.processing_ms),
+                'unreliable': str(getattr(msg, 'unreliable', '')), 'recv_ns': time.time_ns()})
             self._notify()
 
     def _on_reply(self, msg: Any) -> None:
@@ -334,19 +336,17 @@ class Observer:
 
     # -- calls ---------------------------------------------------------------------------------
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
-        client = self.node.create_client(srv_type, name)
+        """Call a service of the graph (GraphError if it does not answer)."""
+        from wallie_common import services
+        key = (srv_type, name)
+        with self.lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self.node.create_client(srv_type, name)
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise GraphError(f'service {name} is not available')
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done():
-                if time.monotonic() > deadline:
-                    raise GraphError(f'no answer from {name} within {timeout} s')
-                time.sleep(0.01)
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+            return services.call(client, request, timeout)
+        except services.ServiceCallError as exc:
+            raise GraphError(str(exc)) from None
 
     def reset_conversation(self, timeout: float = 10.0) -> None:
         from wallie_interfaces.srv import ResetConversation

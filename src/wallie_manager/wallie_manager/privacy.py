@@ -131,6 +131,8 @@ def loose_permissions(root: str | os.PathLike) -> list[tuple[Path, int]]:
 # -- archive and retention --------------------------------------------------------------
 @dataclass(frozen=True)
 class PurgeResult:
+    """What an archive purge deleted, kept and could not delete."""
+
     deleted: tuple[Path, ...]
     kept: int
     errors: tuple[str, ...] = ()

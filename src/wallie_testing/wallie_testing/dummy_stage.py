@@ -31,6 +31,8 @@ from wallie_common.runtime import run_node
 
 
 class DummyStage(StageNode):
+    """A lifecycle stage without a model, with knobs for slow, failing or crashing transitions."""
+
     PARAMS = (
         P.Param('dummy.configure_s', 0.0, 'Seconds configure takes.', min=0.0, max=120.0),
         P.Param('dummy.fail_configure', False, 'Configure returns FAILURE.'),

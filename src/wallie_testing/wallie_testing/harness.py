@@ -206,25 +206,15 @@ class Probe:
         response while the server has not yet matched its reply reader (Fast DDS). With
         `resend_s`, an idempotent request is sent again when no answer came in that time.
         """
+        from wallie_common import services
         key = (srv_type, name)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = self.node.create_client(srv_type, name)
-        deadline = time.monotonic() + timeout
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise AssertionError(f'service {name} not available after {timeout} s')
-        while True:
-            future = client.call_async(request)
-            attempt = min(resend_s or timeout, max(0.0, deadline - time.monotonic()))
-            end = time.monotonic() + attempt
-            while time.monotonic() < end and not future.done():
-                time.sleep(0.01)
-            if future.done():
-                return future.result()
-            client.remove_pending_request(future)
-            if resend_s is None or time.monotonic() >= deadline:
-                raise AssertionError(f'timed out after {timeout} s waiting for response '
-                                     f'from {name}')
+        try:
+            return services.call(client, request, timeout, resend_s=resend_s)
+        except services.ServiceCallError as exc:
+            raise AssertionError(str(exc)) from None
 
     def lifecycle_state(self, node_name: str, timeout: float = 10.0) -> str:
         from lifecycle_msgs.srv import GetState
