@@ -77,4 +77,4 @@ def test_wallie_then_the_question_is_the_turn(probe, node_process, tmp_path):
     # what ASR makes of the question alone; the question without the word is no turn
     assert alone[q3] not in texts(), texts()
     assert all(w.keyword == 'wallie' for w in wakes) and len(wakes) >= 2
-    assert gate.alive() and asr.alive()
+    assert gate.alive() and asr.alive() and cap.alive()

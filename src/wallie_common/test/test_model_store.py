@@ -64,7 +64,8 @@ def test_manifest_lists_the_models_and_default_set():
     manifest = model_store.load_manifest()
     assert manifest.ids == [
         'silero-vad-v6', 'whisper-tiny.en', 'whisper-base', 'qwen2.5-0.5b-instruct',
-        'qwen2.5-1.5b-instruct', 'piper-en_US-joe-medium', 'oww-features', 'wake-wallie']
+        'qwen2.5-1.5b-instruct', 'smollm2-135m-instruct', 'piper-en_US-joe-medium',
+        'oww-features', 'wake-wallie']
     assert manifest.default_ids == [
         'silero-vad-v6', 'whisper-tiny.en', 'qwen2.5-0.5b-instruct', 'piper-en_US-joe-medium',
         'oww-features', 'wake-wallie']
