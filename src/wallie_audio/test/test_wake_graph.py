@@ -71,7 +71,8 @@ def test_wallie_then_the_question_is_the_turn(probe, node_process, tmp_path):
     deadline = time.monotonic() + audio.shape[0] / 16000 + 30
     while time.monotonic() < deadline and not (alone[q1] in texts() and alone[q2] in texts()):
         time.sleep(0.2)
-    assert alone[q1] in texts() and alone[q2] in texts(), (texts(), alone)
+    assert alone[q1] in texts() and alone[q2] in texts(), (
+        texts(), [w.keyword for w in wakes], gate.log()[-2000:])
     time.sleep(len(bare.audio) / 16000 + 1.5)       # the bare question has played out
     # each question after "Wallie" (same breath / after a pause) is a turn whose text is
     # what ASR makes of the question alone; the question without the word is no turn
