@@ -25,6 +25,7 @@ stamp_set() { mkdir -p "$STAMPS"; echo "$2" > "$STAMPS/$1"; }
 need=()
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
+command -v flite >/dev/null || need+=(flite)          # held-out voices of the wake benchmark
 command -v cmake >/dev/null || need+=(cmake)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v strace >/dev/null || need+=(strace)          # the no-network test traces connect()

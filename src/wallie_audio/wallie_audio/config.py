@@ -60,9 +60,13 @@ GATE_SPECS: tuple[Spec, ...] = (
          'with the first utterance piece, ms.', 0, 2000),
     Spec('endpoint.piece_ms', 160, 'Utterance audio is streamed in pieces of this length, ms.',
          32, 2000),
-    Spec('wake.engine', 'openwakeword', 'Wake word engine.', choices=ENGINES),
-    Spec('wake.word', 'hey_jarvis', 'Wake word(s), comma separated: an openWakeWord model '
-         'name/path, a Porcupine keyword or .ppn, or the transcript phrase (e.g. wallie).'),
+    Spec('wake.engine', 'embedding', 'Wake word engine: embedding (speech-embedding '
+         'spotter: "wallie" from the model store, any other word enrolled from its text or '
+         'recordings), openwakeword, porcupine, transcript (ASR checks the phrase), none.',
+         choices=ENGINES),
+    Spec('wake.word', 'wallie', 'Wake word(s), comma separated: for embedding any word or '
+         'phrase ("wallie", "hey robot") or an .npz model; an openWakeWord model name/path; '
+         'a Porcupine keyword or .ppn; or the transcript phrase.'),
     Spec('wake.sensitivity', 0.5, 'Wake sensitivity 0 (strict) .. 1 (eager) '
          '(brief: wake_word_sensitivity).', 0.0, 1.0),
     Spec('wake.vad_threshold', 0.2, 'CPU saver: the acoustic wake engine runs only around '
@@ -72,6 +76,9 @@ GATE_SPECS: tuple[Spec, ...] = (
          'voice starts, so the start of the wake word is not lost, ms.', 500, 5000),
     Spec('wake.hangover_ms', 1000, 'The wake engine keeps running this long after the last '
          'voiced block, ms.', 0, 10000),
+    Spec('wake.backoff_ms', 250, 'The turn after a wake word starts this long before the '
+         'point where the word was detected, so a question said in the same breath keeps '
+         'its first word, ms.', 0, 1000),
     Spec('wake.access_key', '', 'Picovoice AccessKey (only for Porcupine >= 2 / custom .ppn).'),
     Spec('wake.listen_timeout_ms', 5000, 'After a wake word / push-to-talk / listen: give up '
          'if no speech starts within this time, ms.', 500, 60000),
@@ -172,7 +179,8 @@ def gate_config(p: Mapping[str, Any]) -> GateConfig:
         wake_phrase=str(phrase),
         wake_vad_threshold=float(p['wake.vad_threshold']),
         wake_buffer_ms=int(p['wake.buffer_ms']),
-        wake_hangover_ms=int(p['wake.hangover_ms']))
+        wake_hangover_ms=int(p['wake.hangover_ms']),
+        wake_backoff_ms=int(p['wake.backoff_ms']))
 
 
 def echo_config(p: Mapping[str, Any]) -> EchoConfig:

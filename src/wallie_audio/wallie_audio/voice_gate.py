@@ -30,6 +30,7 @@ ECHO_MODES = ('suppress', 'half_duplex', 'off')
 REF_LATE_MAX_NS = 1_000_000_000  # a reference this late means the player stalled, not lag
 REF_HOLES_MAX = 32            # lost reference spans remembered
 HOLD_MAX_NS = 500_000_000  # mic blocks wait at most this long for their playback reference
+WAKE_TAIL_NS = 400_000_000  # speech ending this soon after the wake detection is the word's end
 
 # VoiceActivity event names (the node maps them to the message constants)
 SPEECH_START = 'speech_start'
@@ -63,6 +64,10 @@ class GateConfig:
     wake_vad_threshold: float = 0.2
     wake_buffer_ms: int = 1500
     wake_hangover_ms: int = 1000
+    # The turn after a wake word starts this long before the point where the engine detected
+    # the word (about where the word ended), so that a question said in the same breath
+    # ("Wallie, what time is it?") keeps its first word.
+    wake_backoff_ms: int = 250
 
     def __post_init__(self) -> None:
         if self.echo_mode not in ECHO_MODES:
@@ -136,6 +141,8 @@ class _Turn:
     next_no: int = 0                 # next ring block to stream
     seq: int = 0
     speech_start_ns: int = 0
+    wake_ns: int = 0                 # where the wake word was detected (0: no wake word)
+    wake_floor_no: int = 0           # first block after the word (detection - backoff)
 
 
 @dataclass
@@ -446,8 +453,14 @@ class VoiceGate:
             if hit is not None:
                 self.stats.wakes += 1
                 tid = new_turn_id()
+                # where the word was detected; speech that goes on from there (the
+                # question in the same breath) is kept from `wake_backoff_ms` before it
+                det_ns = stamp_ns + BLOCK_NS - hit.samples_after * 1_000_000_000 // RATE
+                back = self.ring.block_at(det_ns - c.wake_backoff_ms * MS) + 1
                 self._turn = _Turn(tid, 'wake', floor_no=self.ring.next_no,
-                                   deadline_ns=stamp_ns + c.listen_timeout_ms * MS)
+                                   deadline_ns=stamp_ns + c.listen_timeout_ms * MS,
+                                   wake_ns=det_ns,
+                                   wake_floor_no=min(back, self.ring.next_no))
                 self.endpointer.reset()
                 out.append(WakeOut(hit.keyword, hit.engine, hit.score, tid, stamp_ns))
                 return out
@@ -474,6 +487,11 @@ class VoiceGate:
             elif ev.kind is Kind.RESUMED:
                 out.append(ActivityOut(SPEECH_RESUMED, self._turn.turn_id, ev.stamp_ns,
                                        ev.probability, ev.speech_start_ns))
+            elif ev.kind is Kind.END and self._turn.wake_ns and \
+                    ev.speech_end_ns <= self._turn.wake_ns + WAKE_TAIL_NS:
+                # the end of the wake word itself (detected before it was over): keep
+                # listening for the question
+                out += self._discard(ev.stamp_ns, 'only the end of the wake word')
             elif ev.kind is Kind.END:
                 out += self._end(ev.stamp_ns, ev.speech_end_ns, ev.probability, ev.reason)
             elif ev.kind is Kind.DISCARD:
@@ -525,7 +543,11 @@ class VoiceGate:
         turn.wake_phrase = phrase
         turn.speech_start_ns = speech_start_ns
         pre_no = self.ring.block_at(speech_start_ns - c.pre_roll_ms * MS)
-        turn.next_no = max(pre_no, turn.floor_no, self.ring.oldest_no)
+        floor = turn.floor_no
+        if turn.wake_ns and speech_start_ns <= turn.wake_ns + 2 * BLOCK_NS:
+            # no pause after the wake word: the question began while it was being detected
+            floor, pre_no = turn.wake_floor_no, turn.wake_floor_no
+        turn.next_no = max(pre_no, floor, self.ring.oldest_no)
         turn.seq = 0
         self.stats.turns += 1
         out: list[Output] = [ActivityOut(SPEECH_START, turn.turn_id, now_ns, prob,

@@ -1,5 +1,6 @@
-"""Wake word engines: openWakeWord (ONNX), Porcupine 1.9.5 built-ins, a transcript phrase,
-and none. Each takes float32 16 kHz blocks and returns a detection or None."""
+"""Wake word engines: the speech-embedding spotter (default "wallie" and any enrolled word,
+`wake_model`), openWakeWord's own models (ONNX), Porcupine 1.9.5 built-ins, a transcript
+phrase, and none. Each takes float32 16 kHz blocks and returns a detection or None."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 RATE = 16000
-ENGINES = ('openwakeword', 'porcupine', 'transcript', 'none')
+ENGINES = ('embedding', 'openwakeword', 'porcupine', 'transcript', 'none')
 OWW_CHUNK = 1280            # openWakeWord's native hop (80 ms)
 WAKE_WORD_DIR = Path('~/.wallie_voice_bot/wake_words').expanduser()
 
@@ -21,6 +22,9 @@ class WakeHit:
     keyword: str
     score: float
     engine: str
+    # samples of the audio given to the engine that came after the point where the word
+    # was detected (a catch-up call feeds several blocks at once); 0 = at the end
+    samples_after: int = 0
 
 
 class WakeEngine(Protocol):
@@ -210,6 +214,9 @@ def make_engine(engine: str, wake_word: str, sensitivity: float = 0.5,
                 access_key: str = '') -> WakeEngine:
     """Build the engine named by the `wake.engine` parameter."""
     words = [w.strip() for w in wake_word.split(',') if w.strip()]
+    if engine == 'embedding':
+        from wallie_audio.wake_model import EmbeddingWake
+        return EmbeddingWake(words or ['wallie'], sensitivity)
     if engine == 'openwakeword':
         return OpenWakeWord(words or ['hey_jarvis'], sensitivity)
     if engine == 'porcupine':

@@ -64,12 +64,18 @@ def test_manifest_lists_the_models_and_default_set():
     manifest = model_store.load_manifest()
     assert manifest.ids == [
         'silero-vad-v6', 'whisper-tiny.en', 'whisper-base', 'qwen2.5-0.5b-instruct',
-        'qwen2.5-1.5b-instruct', 'piper-en_US-joe-medium']
+        'qwen2.5-1.5b-instruct', 'smollm2-135m-instruct', 'piper-en_US-joe-medium',
+        'oww-features', 'wake-wallie']
     assert manifest.default_ids == [
-        'silero-vad-v6', 'whisper-tiny.en', 'qwen2.5-0.5b-instruct', 'piper-en_US-joe-medium']
+        'silero-vad-v6', 'whisper-tiny.en', 'qwen2.5-0.5b-instruct', 'piper-en_US-joe-medium',
+        'oww-features', 'wake-wallie']
     for spec in manifest.models:
         assert spec.role in model_store.ROLES
         assert spec.total_size == sum(f.size for f in spec.files)
+        if spec.package:            # trained by this project, committed in a package
+            for src in spec.package:
+                assert all(src.path(f.name).is_file() for f in spec.files)
+            continue
         assert spec.pypi and all('==' in req for src in spec.pypi for req in src.packages)
         assert spec.online, f'{spec.id}: the original online source must be listed'
     silero = manifest.get(SILERO).file(SILERO_FILE)

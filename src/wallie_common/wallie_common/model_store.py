@@ -57,6 +57,7 @@ __all__ = [
     'ModelStoreError',
     'OnlineSource',
     'Problem',
+    'PackageSource',
     'PypiSource',
     'WheelPart',
     'cache_dir',
@@ -67,6 +68,7 @@ __all__ = [
     'load_manifest',
     'resolve',
     'resolve_file',
+    'resolve_verified',
     'store_dir',
     'verify',
 ]
@@ -150,6 +152,22 @@ class PypiSource:
 
 
 @dataclasses.dataclass(frozen=True)
+class PackageSource:
+    """Weights committed in a Wallie package (e.g. a model trained by the project):
+    ``files`` maps store file names to ``<package>/<path inside it>``."""
+
+    files: Mapping[str, str]
+
+    def path(self, name: str) -> Path:
+        import importlib.util
+        package, _, rel = self.files[name].partition('/')
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise FetchError(f'package {package} (holding {name}) is not installed')
+        return Path(list(spec.submodule_search_locations)[0]) / rel
+
+
+@dataclasses.dataclass(frozen=True)
 class OnlineSource:
     """Where the weights originally come from; informational, ``fetch`` never uses it."""
 
@@ -170,6 +188,7 @@ class ModelSpec:
     license: str
     pypi: tuple[PypiSource, ...]
     online: tuple[OnlineSource, ...]
+    package: tuple[PackageSource, ...] = ()
 
     def file(self, name: str) -> FileSpec:
         for spec in self.files:
@@ -278,11 +297,19 @@ def _parse_model(path: Path, index: int, raw: Any) -> ModelSpec:
         raise ManifestError(f"{where}: entry '{entry}' is not one of its files")
     pypi: list[PypiSource] = []
     online: list[OnlineSource] = []
+    package: list[PackageSource] = []
     for source in need('sources', list):
         if not isinstance(source, dict):
             raise ManifestError(f'{where}: each source must be a mapping')
         if source.get('type') == 'pypi':
             pypi.append(_parse_pypi(where, source, names))
+        elif source.get('type') == 'package':
+            src_files = source.get('files')
+            if not isinstance(src_files, dict) or set(src_files) != set(names) or not all(
+                    isinstance(v, str) and '/' in v for v in src_files.values()):
+                raise ManifestError(f'{where}: package source must map exactly {names} to '
+                                    "'<package>/<path>'")
+            package.append(PackageSource(files={str(k): v for k, v in src_files.items()}))
         else:
             src_files = source.get('files') or {}
             if not isinstance(source.get('type'), str) or not isinstance(src_files, dict):
@@ -294,8 +321,8 @@ def _parse_model(path: Path, index: int, raw: Any) -> ModelSpec:
                     files={str(k): str(v) for k, v in src_files.items()},
                 )
             )
-    if not pypi:
-        raise ManifestError(f'{where}: no pypi source')
+    if not pypi and not package:
+        raise ManifestError(f'{where}: no pypi or package source')
     return ModelSpec(
         id=model_id,
         description=' '.join(str(raw.get('description', '')).split()),
@@ -307,6 +334,7 @@ def _parse_model(path: Path, index: int, raw: Any) -> ModelSpec:
         license=str(raw.get('license', '')),
         pypi=tuple(pypi),
         online=tuple(online),
+        package=tuple(package),
     )
 
 
@@ -444,7 +472,34 @@ def resolve(
         raise ModelNotFoundError(
             model_id,
             f"model '{model_id}' {what}. Run `{fetch_command(model_id, store)}` to install it "
-            f'({_human(spec.total_size)}, from PyPI), or set an explicit path.',
+            f"({_human(spec.total_size)}, from {'PyPI' if spec.pypi else 'the Wallie package'}"
+            '), or set an explicit path.',
+        )
+    return directory
+
+
+def resolve_verified(
+    model_id: str,
+    explicit: PathLike | None = None,
+    *,
+    store: PathLike | None = None,
+    manifest: Manifest | None = None,
+) -> Path:
+    """Like :func:`resolve`, and every file's sha256 is checked (for small models that are
+    read whole at load, e.g. wake word models). A mismatch raises
+    :class:`ModelNotFoundError` naming ``wallie models fetch --force <id>``."""
+    manifest = manifest or load_manifest()
+    directory = resolve(model_id, explicit, store=store, manifest=manifest)
+    spec = manifest.find(model_id)
+    if explicit not in (None, '') or spec is None:
+        return directory
+    bad = [p for p in verify([model_id], store, manifest=manifest)]
+    if bad:
+        raise ModelNotFoundError(
+            model_id,
+            f"model '{model_id}' in the model store {store_dir(store)} fails its check: "
+            + '; '.join(p.detail for p in bad)
+            + f'. Run `{fetch_command(model_id, store, force=True)}` to reinstall it.',
         )
     return directory
 
@@ -671,12 +726,19 @@ def fetch(
         _remove_stale_temps(directory)
         _check_free_space(directory, sum(f.size for f in todo), spec.id)
         errors = []
-        for source in spec.pypi:
+        sources: list[PackageSource | PypiSource] = [*spec.package, *spec.pypi]
+        for source in sources:
             try:
-                written = _fetch_from_pypi(spec, source, todo, directory, wheel_cache, progress)
+                if isinstance(source, PackageSource):
+                    written = _fetch_from_package(spec, source, todo, directory)
+                else:
+                    written = _fetch_from_pypi(spec, source, todo, directory, wheel_cache,
+                                               progress)
             except FetchError as exc:
                 errors.append(str(exc))
-                _LOG.warning('%s: source %s failed: %s', spec.id, ', '.join(source.packages), exc)
+                what = ('the Wallie package' if isinstance(source, PackageSource)
+                        else ', '.join(source.packages))
+                _LOG.warning('%s: source %s failed: %s', spec.id, what, exc)
                 continue
             results.append(FetchResult(spec.id, directory, 'fetched', written,
                                        time.monotonic() - start))
@@ -714,6 +776,37 @@ def _fetch_from_pypi(
             if attempt:
                 raise FetchError(str(exc)) from exc
     raise AssertionError('unreachable')
+
+
+def _fetch_from_package(
+    spec: ModelSpec, source: PackageSource, todo: Sequence[FileSpec], directory: Path
+) -> int:
+    written = 0
+    for file in todo:
+        path = source.path(file.name)
+        if not path.is_file():
+            raise FetchError(f'{spec.id}/{file.name}: {path} is missing from the package')
+        data = path.read_bytes()
+        if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
+            raise FetchError(
+                f'{spec.id}/{file.name}: {path} does not match the manifest (size or sha256); '
+                'retrain it or update models.yaml')
+        fd, tmp_name = tempfile.mkstemp(prefix=f'.{file.name}.', suffix=_TMP_SUFFIX,
+                                        dir=directory)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, 'wb') as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, directory / file.name)
+            _fsync_dir(directory)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        written += file.size
+    return written
 
 
 class _DamagedWheel(FetchError):
