@@ -1,1 +1,1 @@
-from wallie_common.testing import ros_env, probe, node_process  # noqa
+from wallie_testing.fixtures import ros_env, probe, node_process  # noqa
