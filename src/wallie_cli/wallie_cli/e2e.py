@@ -352,6 +352,13 @@ class LiveGraph:
     def alive(self) -> list[str]:
         return self._sup.alive() if self._sup is not None else []
 
+    def pids(self) -> dict[str, int]:
+        """The process id of every node that is running now, by node name."""
+        if self._sup is None:
+            return {}
+        return {name: pid for name in self._sup.alive()
+                if (pid := self._sup.pid(name)) is not None}
+
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.run_dir / 'logs' / f'{name}.log'
         try:

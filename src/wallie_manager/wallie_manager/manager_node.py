@@ -53,7 +53,7 @@ from wallie_common import params as P
 from wallie_common import services, timeutil
 from wallie_common.qos import EVENT_QOS, STATE_QOS
 from wallie_common.restart import Backoff, RestartTracker
-from wallie_common.runtime import apply_privacy_env
+from wallie_common.runtime import apply_privacy_env, spin_until_stopped
 from wallie_interfaces.msg import (
     AssistantState,
     PlaybackEvent,
@@ -80,6 +80,11 @@ PARAMS = (
     P.Param('lifecycle.send_labels', True,
             'Also send the transition label (a stale request is then refused, not fatal).'),
     P.Param('watch.period_s', 0.5, 'How often each stage is checked.', min=0.05, max=10.0),
+    P.Param('watch.active_poll_s', 5.0,
+            'An active stage whose /diagnostics heartbeat is fresh is asked for its '
+            'lifecycle state only this often (its process is still checked every '
+            'watch.period_s); an idle graph then makes few service calls.',
+            min=0.05, max=600.0),
     P.Param('watch.unresponsive_after', 3,
             'Unanswered GetState polls (and no heartbeat) before a stage counts as down.',
             min=1, max=100),
@@ -160,6 +165,7 @@ class Stage:
     last_recovery_s: float | None = None
     recoveries: int = 0
     heartbeat_at: float | None = None
+    polled_at: float = 0.0         # last GetState answer
     diag_level: int = 0
     diag_message: str = ''
     oom_marker: str = ''
@@ -511,6 +517,10 @@ class ManagerNode(Node):
                              '(respawn off, or the process supervisor gave up)')
                 self.get_logger().error(f'{st.spec.name}: {st.detail}')
             return
+        if st.phase == 'active' and st.label == 'active' and st.heartbeat_at is not None \
+                and now - st.heartbeat_at < self.p['watch.heartbeat_timeout_s'] \
+                and now - st.polled_at < self.p['watch.active_poll_s']:
+            return            # alive (pid), heartbeating, active when last asked
         # Short polls while a (re)started process comes up: the first requests may go to a
         # dead instance's lingering service and are simply lost.
         quick = self.p['lifecycle.call_timeout_s']
@@ -523,6 +533,7 @@ class ManagerNode(Node):
         st.misses = 0
         st.unresponsive_since = None
         st.label = state
+        st.polled_at = now
         if state == 'active':
             if st.phase != 'active':
                 self._now_active(st, now)
@@ -967,9 +978,16 @@ def main(args: list[str] | None = None) -> None:
     stop = threading.Event()
     reload = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    wakeup = threading.Event()         # a signal came: the main thread looks at once
+
+    def _on_signal(event: threading.Event) -> Callable[..., None]:
+        def handler(*_: Any) -> None:
+            event.set()
+            wakeup.set()
+        return handler
+    signal.signal(signal.SIGINT, _on_signal(stop))
+    signal.signal(signal.SIGTERM, _on_signal(stop))
+    signal.signal(signal.SIGHUP, _on_signal(reload))
     node = ManagerNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -979,7 +997,9 @@ def main(args: list[str] | None = None) -> None:
         spin.start()
         node.start()
         while not stop.is_set():
-            if reload.wait(0.1):
+            wakeup.wait(1.0)
+            wakeup.clear()
+            if reload.is_set():
                 reload.clear()
                 node.get_logger().info('SIGHUP: reloading configuration')
                 threading.Thread(target=node.reload_config, daemon=True).start()
@@ -991,6 +1011,7 @@ def main(args: list[str] | None = None) -> None:
             node.stop()   # needs the executor still spinning
         finally:
             _SPIN_STOP.set()
+            executor.wake()
             spin.join(2.0)
             executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
@@ -1002,12 +1023,8 @@ _SPIN_STOP = threading.Event()
 
 
 def _spin(executor, _stop: threading.Event) -> None:
-    while not _SPIN_STOP.is_set() and rclpy.ok():
-        try:
-            executor.spin_once(timeout_sec=0.05)
-        except Exception:
-            if _SPIN_STOP.is_set():
-                return
+    # Blocks until there is work (no polling); main() wakes it to stop.
+    spin_until_stopped(executor, rclpy.get_default_context(), _SPIN_STOP, timeout_sec=None)
 
 
 if __name__ == '__main__':
