@@ -26,22 +26,40 @@ def test_own_process_cpu_grows_with_work():
     assert 0.2 <= after - before <= 1.0
 
 
+BURN = """
+import sys, time
+sys.stdin.readline()
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+print('done', flush=True)
+time.sleep(30)
+"""
+
+
 def test_meter_tells_a_busy_process_from_a_sleeping_one():
-    busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
-    idle = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    # CPU seconds, not shares of a core: the busy child burns a fixed 0.3 s of CPU however
+    # loaded the machine is, and the meter must see that amount.
+    busy = subprocess.Popen([sys.executable, '-c', BURN], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    idle = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
     try:
-        time.sleep(0.3)                               # both past their start-up
-        usage = cpu.measure({'busy': busy.pid, 'idle': idle.pid}, 1.0)
+        time.sleep(0.5)                               # both past their start-up
+        meter = cpu.CpuMeter({'busy': busy.pid, 'idle': idle.pid})
+        meter.start()
+        busy.stdin.write('go\n')
+        busy.stdin.flush()
+        assert busy.stdout.readline().strip() == 'done'
+        usage = meter.stop()
     finally:
         busy.kill()
         idle.kill()
         busy.wait()
         idle.wait()
+    assert 0.25 <= usage.cpu_s['busy'] <= 0.6
+    assert usage.cpu_s['idle'] <= 0.05
     pct = usage.percent()
-    assert usage.wall_s >= 1.0
-    assert pct['idle'] < 5.0
-    # A spinning process gets well over a third of a core even on a shared 2-core box.
-    assert pct['busy'] > 30.0
+    assert pct['busy'] == pytest.approx(100.0 * usage.cpu_s['busy'] / usage.wall_s)
     assert usage.total_percent == pytest.approx(pct['busy'] + pct['idle'])
 
 
