@@ -133,6 +133,9 @@ def run_live(fixtures: list[dict[str, Any]], repeats: int, options: e2e.GraphOpt
             echo(f'  idle graph: {idle_s:.0f} s of silence, CPU time of every node')
             graph.wait_idle(timeout=30.0)
             info['idle'] = idle.idle_summary(idle.measure_idle(graph, idle_s))
+            echo('  idle graph: ' + ', '.join(
+                f'{k} {v:.1f}' for k, v in info['idle']['percent_of_one_core'].items())
+                + f'; all nodes {info["idle"]["total_percent"]:.1f} % of one core')
         total = repeats * len(fixtures)
         k = 0
         for rep in range(repeats):
