@@ -15,15 +15,18 @@ def _row(answered=True, **timeline):
 
 def test_speculation_counts_early_finals_before_the_end_of_turn():
     live = [
-        _row(asr_early_final_received=200.0, gate_END_OF_TURN=330.0),    # 130 ms ahead
-        _row(asr_early_final_received=342.0, gate_END_OF_TURN=329.0),    # 13 ms late
-        _row(gate_END_OF_TURN=400.0),                   # no early final: not counted
-        _row(False, asr_early_final_received=1.0, gate_END_OF_TURN=2.0),  # unanswered
+        _row(asr_early_final_received=200.0, gate_END_OF_TURN_received=330.0),  # 130 ahead
+        _row(asr_early_final_received=342.0, gate_END_OF_TURN_received=329.0),  # 13 late
+        # the END_OF_TURN stamp is the audio block's time: not what is compared
+        _row(asr_early_final_received=342.0, gate_END_OF_TURN=500.0,
+             gate_END_OF_TURN_received=300.0),
+        _row(gate_END_OF_TURN_received=400.0),           # no early final: not counted
+        _row(False, asr_early_final_received=1.0, gate_END_OF_TURN_received=2.0),
     ]
     sp = bench.speculation(live)
-    assert sp['turns'] == 2
+    assert sp['turns'] == 3
     assert sp['early_before_end_of_turn'] == 1
-    assert sp['hit_rate'] == 0.5
+    assert sp['hit_rate'] == 1 / 3
     assert sp['lead_ms']['max'] == 130.0
     assert bench.speculation([])['hit_rate'] is None
 

@@ -355,12 +355,15 @@ def run_naive(fixtures: list[dict[str, Any]], repeats: int, params: dict[str, di
 # ---------------------------------------------------------------------------- report
 def speculation(live: list[dict[str, Any]]) -> dict[str, Any]:
     """Did the early final come before the end-of-turn decision? Per answered turn: the
-    lead = the gate's END_OF_TURN stamp - when the early final was received (this process
-    receives the transcript as the LLM does); positive = the LLM could start early."""
+    lead = when the gate's END_OF_TURN was received - when the early final was received,
+    both here (this process subscribes as the LLM does, so the order is the order the LLM
+    sees); positive = the LLM could start before the turn was over. (The END_OF_TURN
+    message's own stamp is the audio block's time, not when the gate decided.)"""
     leads = []
     for r in live:
         tl = r.get('timeline_ms') or {}
-        eot, early = tl.get('gate_END_OF_TURN'), tl.get('asr_early_final_received')
+        eot = tl.get('gate_END_OF_TURN_received')
+        early = tl.get('asr_early_final_received')
         if r['answered'] and eot is not None and early is not None:
             leads.append(eot - early)
     hits = sum(1 for v in leads if v > 0)

@@ -128,6 +128,7 @@ class TurnResult:
         if self.record is not None:
             for a in self.record.activity:          # the last of each kind
                 events[f'gate_{a["event"]}'] = a['stamp_ns']
+                events[f'gate_{a["event"]}_received'] = a['recv_ns']
             for t in self.record.transcripts:
                 kind = ('final' if t['is_final'] else 'early_final' if t['is_early_final']
                         else 'partial')
