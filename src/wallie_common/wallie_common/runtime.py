@@ -77,12 +77,9 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
     apply_privacy_env()
     stop = threading.Event()
     failure: list[Exception] = []
-    executor_box: list = []
 
     def _on_signal(signum, _frame):
-        stop.set()
-        if executor_box:
-            executor_box[0].wake()
+        stop.set()                       # the main thread's wait returns at once
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _on_signal)
@@ -90,7 +87,6 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
     node = factory()
     executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
-    executor_box.append(executor)
 
     def _spin_failed(exc: Exception) -> None:
         failure.append(exc)
@@ -118,11 +114,12 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         watchdog.daemon = True
         watchdog.start()
         stop.set()
-        executor.wake()
+        # Ends the blocking wait (a plain wake() does not: the executor waits again when
+        # it finds no work) and lets running callbacks finish.
+        executor.shutdown(timeout_sec=1.0)
         if spinner.is_alive():
             spinner.join(2.0)
         _shutdown_lifecycle(node)
-        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
         watchdog.cancel()
@@ -186,7 +183,8 @@ def spin_until_stopped(executor, context, stop: threading.Event,
 
     `timeout_sec` bounds each wait. With None the executor sleeps until an event arrives,
     so an idle spin costs no CPU; then whoever sets `stop` must also call
-    ``executor.wake()``.
+    ``executor.shutdown()`` (``wake()`` is not enough: finding no work, the executor
+    waits again).
     """
     while not stop.is_set():
         try:
@@ -239,10 +237,12 @@ class Intake:
 
     def close(self) -> None:
         self._stop.set()
-        self._executor.wake()
+        try:
+            self._executor.shutdown(timeout_sec=1.0)     # ends the blocking wait
+        except Exception:
+            pass
         self._thread.join(2.0)
         try:
-            self._executor.shutdown(timeout_sec=1.0)
             self.node.destroy_node()
         except Exception:
             pass

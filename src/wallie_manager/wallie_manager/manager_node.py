@@ -588,9 +588,8 @@ def main(args: list[str] | None = None) -> None:
             node.stop()   # needs the executor still spinning
         finally:
             _SPIN_STOP.set()
-            executor.wake()
+            executor.shutdown(timeout_sec=1.0)    # ends the blocking wait
             spin.join(2.0)
-            executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
             rclpy.try_shutdown()
     sys.exit(code)
@@ -600,7 +599,7 @@ _SPIN_STOP = threading.Event()
 
 
 def _spin(executor, _stop: threading.Event) -> None:
-    # Blocks until there is work (no polling); main() wakes it to stop.
+    # Blocks until there is work (no polling); main() shuts the executor down to stop it.
     spin_until_stopped(executor, rclpy.get_default_context(), _SPIN_STOP, timeout_sec=None)
 
 
