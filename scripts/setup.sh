@@ -109,10 +109,13 @@ if ! stamp_ok interfaces "$if_hash" || ! "$VENV/bin/python" -c "import wallie_in
 fi
 
 # 6. The Wallie packages (editable: a source edit needs no reinstall) ----------------------
-pkgs=(wallie_common wallie_testing wallie_audio wallie_asr wallie_llm wallie_tts wallie_bringup wallie_manager wallie_cli)
+pkgs=(wallie_common wallie_testing wallie_audio wallie_asr wallie_llm wallie_tts wallie_eval wallie_bringup wallie_manager wallie_cli)
 pkg_hash=$(hash_of $(for p in "${pkgs[@]}"; do echo "$ROOT/src/$p/setup.py" "$ROOT/src/$p/setup.cfg"; done))
 if ! stamp_ok packages "$pkg_hash$ROOT"; then
   say "installing the Wallie packages (editable)"
+  # Before the split of src/wallie, one distribution named `wallie` held the manager, the
+  # metrics node and the CLI; left installed, its entry points shadow the new packages'.
+  "$PIP" uninstall -q -y wallie >/dev/null 2>&1 || true
   args=(); for p in "${pkgs[@]}"; do args+=(-e "$ROOT/src/$p"); done
   mkdir -p "$ROOT/build"
   "$PIP" install -q --no-deps "${args[@]}" > "$ROOT/build/packages.log" 2>&1 \
