@@ -28,6 +28,7 @@ from wallie_asr.config import SAMPLE_RATE, StreamConfig
 from wallie_asr.engine import AsrResult
 
 PARTIAL, EARLY, FINAL = 'partial', 'early', 'final'
+TICK_S = 0.05                      # the worker's time-based checks while a turn is open
 _PRIORITY = {FINAL: 0, EARLY: 1, 'service': 2, PARTIAL: 3}
 _GREETINGS = frozenset({'hey', 'hi', 'hello', 'ok', 'okay', 'oh', 'yo'})
 
@@ -275,6 +276,7 @@ class TurnStreamer:
                 turn = _Turn(turn_id, self._engine, wake_phrase=wake_phrase, start_ns=start_ns,
                              next_seq=seq)
                 self._turns[turn_id] = turn
+                self._lock.notify_all()         # the worker now has time-based work
             turn.last_news = self._clock()
             if seq < turn.next_seq:
                 self._warn('duplicate_piece', f'turn {turn_id}: piece {seq} repeated; ignored')
@@ -521,7 +523,9 @@ class TurnStreamer:
                 if self._stop:
                     return
                 if not self._queue:
-                    self._lock.wait(0.05)
+                    # Time-based work exists only while a turn is open: with none, sleep
+                    # until something arrives (no polling in an idle graph).
+                    self._lock.wait(TICK_S if self._turns else None)
                     if not self._stop:
                         self._tick()
                 else:

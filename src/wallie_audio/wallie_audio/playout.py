@@ -129,7 +129,9 @@ class Playout:
         while not self._stop.is_set():
             with self._lock:
                 if not self._queue and not self._flush:
-                    self._lock.wait(0.1)
+                    # Stream time-outs need a clock only while a stream is open; otherwise
+                    # sleep until enqueue/flush/close notifies (an idle player uses no CPU).
+                    self._lock.wait(0.1 if self._streams else None)
                 flushes, self._flush = self._flush, []
                 item = None
                 if not flushes and self._queue:

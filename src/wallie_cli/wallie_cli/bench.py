@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from wallie_cli import e2e, fixture_set, wavs
+from wallie_cli import e2e, fixture_set, idle, wavs
 
 DEFAULT_SETS = ('questions', 'followup')
 TARGET_P50_MS = 700.0
@@ -108,8 +108,12 @@ def _starts_conversation(f: dict[str, Any]) -> bool:
 # ---------------------------------------------------------------------------- live graph
 def run_live(fixtures: list[dict[str, Any]], repeats: int, options: e2e.GraphOptions,
              echo: Callable[[str], None], warmup: bool = True,
-             turn_timeout: float = 60.0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Replay every fixture `repeats` times through the live graph; one dict per turn."""
+             turn_timeout: float = 60.0, idle_s: float = 0.0,
+             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Replay every fixture `repeats` times through the live graph; one dict per turn.
+
+    With `idle_s` > 0 the graph's idle CPU is measured first (after the warm-up): silence
+    streams into audio/in for that long and nobody speaks (``wallie_cli.idle``)."""
     turns: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     graph = e2e.LiveGraph(options, echo=lambda line: echo(f'  {line}'))
@@ -125,6 +129,13 @@ def run_live(fixtures: list[dict[str, Any]], repeats: int, options: e2e.GraphOpt
             obs.reset_conversation()
             graph.ask_bag(fixtures[0]['bag_path'], timeout=turn_timeout)
             time.sleep(0.5)
+        if idle_s > 0:
+            echo(f'  idle graph: {idle_s:.0f} s of silence, CPU time of every node')
+            graph.wait_idle(timeout=30.0)
+            info['idle'] = idle.idle_summary(idle.measure_idle(graph, idle_s))
+            echo('  idle graph: ' + ', '.join(
+                f'{k} {v:.1f}' for k, v in info['idle']['percent_of_one_core'].items())
+                + f'; all nodes {info["idle"]["total_percent"]:.1f} % of one core')
         total = repeats * len(fixtures)
         k = 0
         for rep in range(repeats):
@@ -342,10 +353,31 @@ def run_naive(fixtures: list[dict[str, Any]], repeats: int, params: dict[str, di
 
 
 # ---------------------------------------------------------------------------- report
-def summarize(live: list[dict[str, Any]], naive: list[dict[str, Any]] | None
-              ) -> dict[str, Any]:
+def speculation(live: list[dict[str, Any]]) -> dict[str, Any]:
+    """Did the early final come before the end-of-turn decision? Per answered turn: the
+    lead = when the gate's END_OF_TURN was received - when the early final was received,
+    both here (this process subscribes as the LLM does, so the order is the order the LLM
+    sees); positive = the LLM could start before the turn was over. (The END_OF_TURN
+    message's own stamp is the audio block's time, not when the gate decided.)"""
+    leads = []
+    for r in live:
+        tl = r.get('timeline_ms') or {}
+        eot = tl.get('gate_END_OF_TURN_received')
+        early = tl.get('asr_early_final_received')
+        if r['answered'] and eot is not None and early is not None:
+            leads.append(eot - early)
+    hits = sum(1 for v in leads if v > 0)
+    return {'turns': len(leads), 'early_before_end_of_turn': hits,
+            'hit_rate': hits / len(leads) if leads else None, 'lead_ms': stats(leads)}
+
+
+def summarize(live: list[dict[str, Any]], naive: list[dict[str, Any]] | None,
+              idle_cpu: dict[str, Any] | None = None) -> dict[str, Any]:
     answered = [r for r in live if r['answered']]
     out: dict[str, Any] = {'live': {}, 'naive': {}, 'ratio': {}}
+    out['speculation'] = speculation(live)
+    if idle_cpu:
+        out['idle'] = idle_cpu
     for key, _ in LIVE_STAGES + LIVE_EXTRA:
         out['live'][key] = stats([r['latency_ms'].get(key) for r in answered])
     out['live_turns'] = len(live)
@@ -404,12 +436,36 @@ def render(summary: dict[str, Any], console: Any) -> None:
             console.print(f'[bold]naive / streaming end to end: median '
                           f'{r.get("p50", float("nan")):.2f}x, p95 '
                           f'{r.get("p95", float("nan")):.2f}x[/bold]')
+    sp = summary.get('speculation') or {}
+    if sp.get('turns'):
+        lead = sp['lead_ms']
+        console.print(f'early final before the end-of-turn decision: '
+                      f'{sp["early_before_end_of_turn"]}/{sp["turns"]} turns; lead median '
+                      f'{_fmt(lead["p50"])} ms, p95 {_fmt(lead["p95"])} ms (negative: after)')
+    if summary.get('idle'):
+        render_idle(summary['idle'], console)
     tg = summary['target']
     lp = summary['live']['true_e2e_ms']
     console.print(f'target p50 <= {TARGET_P50_MS:.0f} ms: '
                   f'{"met" if tg["p50_met"] else "NOT met"} (p50 {_fmt(lp["p50"])} ms); '
                   f'p95 < {TARGET_P95_MS:.0f} ms: {"met" if tg["p95_met"] else "NOT met"} '
                   f'(p95 {_fmt(lp["p95"])} ms)')
+
+
+def render_idle(data: dict[str, Any], console: Any) -> None:
+    """The idle graph's CPU per node (``idle.idle_summary``) as a table."""
+    from rich.table import Table
+    t = Table(title=f'Idle graph: {data["window_s"]:.0f} s of silence, no turns — CPU '
+                    f'time as % of one core', title_justify='left')
+    t.add_column('node')
+    t.add_column('% of one core', justify='right')
+    for name, pct in sorted(data['percent_of_one_core'].items(), key=lambda kv: -kv[1]):
+        t.add_row(name, f'{pct:.1f}')
+    total, target = data['total_percent'], data['target_percent']
+    t.add_row('all nodes', f'{total:.1f}', style='bold')
+    console.print(t)
+    console.print(f'idle target <= {target:.0f} % of one core: '
+                  f'{"met" if total <= target else "NOT met"} ({total:.1f} %)')
 
 
 def plot(summary: dict[str, Any], live: list[dict[str, Any]],
@@ -503,6 +559,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument('--no-warmup', action='store_true',
                    help='count the first turn too (default: one unmeasured warm-up turn)')
     p.add_argument('--turn-timeout', type=float, default=60.0, metavar='S')
+    p.add_argument('--idle-s', type=float, default=20.0, metavar='S',
+                   help='measure the idle graph (silence in, no turns) for this long '
+                        'before the turns (0 = skip)')
     return p
 
 
@@ -555,7 +614,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         live, info = run_live(fixtures, args.repeats, options, console.print,
-                              warmup=not args.no_warmup, turn_timeout=args.turn_timeout)
+                              warmup=not args.no_warmup, turn_timeout=args.turn_timeout,
+                              idle_s=args.idle_s)
     except wavs.GraphError as exc:
         console.print(f'[red]wallie bench: {exc}[/red]')
         return 1
@@ -573,7 +633,7 @@ def run(args: argparse.Namespace) -> int:
                           warmup=not args.no_warmup)
         meta['naive_wall_s'] = round(time.monotonic() - t0, 1)
     meta['load_avg_end'] = _load()
-    summary = summarize(live, naive)
+    summary = summarize(live, naive, info.get('idle'))
     render(summary, console)
     data = {'meta': meta, 'summary': summary, 'live_turns': live, 'naive_turns': naive or [],
             'params': info.get('params', {})}

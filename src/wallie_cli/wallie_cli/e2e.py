@@ -128,6 +128,7 @@ class TurnResult:
         if self.record is not None:
             for a in self.record.activity:          # the last of each kind
                 events[f'gate_{a["event"]}'] = a['stamp_ns']
+                events[f'gate_{a["event"]}_received'] = a['recv_ns']
             for t in self.record.transcripts:
                 kind = ('final' if t['is_final'] else 'early_final' if t['is_early_final']
                         else 'partial')
@@ -351,6 +352,13 @@ class LiveGraph:
 
     def alive(self) -> list[str]:
         return self._sup.alive() if self._sup is not None else []
+
+    def pids(self) -> dict[str, int]:
+        """The process id of every node that is running now, by node name."""
+        if self._sup is None:
+            return {}
+        return {name: pid for name in self._sup.alive()
+                if (pid := self._sup.pid(name)) is not None}
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.run_dir / 'logs' / f'{name}.log'

@@ -67,12 +67,19 @@ def lower_cpu_priority(nice: int) -> int:
 
 def run_node(factory: Callable[[], object], args: list[str] | None = None,
              threads: int = 4) -> int:
-    """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly."""
+    """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly.
+
+    The executor spins on its own thread and blocks until there is work (no polling: an
+    idle node uses no CPU between its events); the main thread only waits for the stop
+    flag, which a signal sets (a lock wait in the main thread is interrupted by signals,
+    a wait inside rcl is not).
+    """
     apply_privacy_env()
     stop = threading.Event()
+    failure: list[Exception] = []
 
     def _on_signal(signum, _frame):
-        stop.set()
+        stop.set()                       # the main thread's wait returns at once
 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _on_signal)
@@ -80,12 +87,23 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
     node = factory()
     executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
+
+    def _spin_failed(exc: Exception) -> None:
+        failure.append(exc)
+        stop.set()
+
+    spinner = threading.Thread(
+        target=spin_until_stopped, args=(executor, node.context, stop, _spin_failed),
+        kwargs={'timeout_sec': None}, name='executor-spin', daemon=True)
     code = 0
     try:
         if _autostart(node):
             _bring_up(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.05)
+        spinner.start()
+        while not stop.wait(MAIN_WAIT_S) and rclpy.ok():
+            pass
+        if failure:
+            raise failure[0]
     except Exception as exc:  # log, then fall through to the orderly teardown
         node.get_logger().fatal(f'unhandled exception: {exc!r}')
         code = 1
@@ -95,14 +113,22 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _force_exit, args=(node, code))
         watchdog.daemon = True
         watchdog.start()
-        _shutdown_lifecycle(node)
+        stop.set()
+        # Ends the blocking wait (a plain wake() does not: the executor waits again when
+        # it finds no work) and lets running callbacks finish.
         executor.shutdown(timeout_sec=1.0)
+        if spinner.is_alive():
+            spinner.join(2.0)
+        _shutdown_lifecycle(node)
         node.destroy_node()
         rclpy.try_shutdown()
         watchdog.cancel()
     return code
 
 
+# The main thread's stop-flag wait; signals end it at once, this only bounds how late a
+# context shut down from elsewhere is noticed.
+MAIN_WAIT_S = 1.0
 SHUTDOWN_WATCHDOG_S = 6.0
 
 
@@ -149,13 +175,20 @@ def main_for(factory: Callable[[], object]) -> Callable[[list[str] | None], None
 
 
 def spin_until_stopped(executor, context, stop: threading.Event,
-                       on_error: Callable[[Exception], None] | None = None) -> None:
-    """Spin `executor` in short slices until `stop` is set or `context` shuts down (a
-    spin error while shutting down ends the loop; other errors go to `on_error`, if
-    given, and the loop goes on)."""
+                       on_error: Callable[[Exception], None] | None = None,
+                       timeout_sec: float | None = 0.05) -> None:
+    """Spin `executor` until `stop` is set or `context` shuts down (a spin error while
+    shutting down ends the loop; other errors go to `on_error`, if given, and the loop
+    goes on).
+
+    `timeout_sec` bounds each wait. With None the executor sleeps until an event arrives,
+    so an idle spin costs no CPU; then whoever sets `stop` must also call
+    ``executor.shutdown()`` (``wake()`` is not enough: finding no work, the executor
+    waits again).
+    """
     while not stop.is_set():
         try:
-            executor.spin_once(timeout_sec=0.05)
+            executor.spin_once(timeout_sec=timeout_sec)
         except Exception as exc:
             if stop.is_set() or not context.ok():
                 return
@@ -199,13 +232,17 @@ class Intake:
 
     def _spin(self) -> None:
         spin_until_stopped(self._executor, self._context, self._stop,
-                           lambda exc: self._owner.get_logger().error(f'intake: {exc!r}'))
+                           lambda exc: self._owner.get_logger().error(f'intake: {exc!r}'),
+                           timeout_sec=None)
 
     def close(self) -> None:
         self._stop.set()
+        try:
+            self._executor.shutdown(timeout_sec=1.0)     # ends the blocking wait
+        except Exception:
+            pass
         self._thread.join(2.0)
         try:
-            self._executor.shutdown(timeout_sec=1.0)
             self.node.destroy_node()
         except Exception:
             pass

@@ -45,7 +45,7 @@ from wallie_bringup import graph as wgraph
 from wallie_common import params as P
 from wallie_common import services, timeutil
 from wallie_common.qos import EVENT_QOS, STATE_QOS
-from wallie_common.runtime import apply_privacy_env
+from wallie_common.runtime import apply_privacy_env, spin_until_stopped
 from wallie_interfaces.msg import (
     AssistantState,
     PlaybackEvent,
@@ -74,6 +74,11 @@ PARAMS = (
     P.Param('lifecycle.send_labels', True,
             'Also send the transition label (a stale request is then refused, not fatal).'),
     P.Param('watch.period_s', 0.5, 'How often each stage is checked.', min=0.05, max=10.0),
+    P.Param('watch.active_poll_s', 5.0,
+            'An active stage whose /diagnostics heartbeat is fresh is asked for its '
+            'lifecycle state only this often (its process is still checked every '
+            'watch.period_s); an idle graph then makes few service calls.',
+            min=0.05, max=600.0),
     P.Param('watch.unresponsive_after', 3,
             'Unanswered GetState polls (and no heartbeat) before a stage counts as down.',
             min=1, max=100),
@@ -550,9 +555,16 @@ def main(args: list[str] | None = None) -> None:
     stop = threading.Event()
     reload = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    wakeup = threading.Event()         # a signal came: the main thread looks at once
+
+    def _on_signal(event: threading.Event) -> Callable[..., None]:
+        def handler(*_: Any) -> None:
+            event.set()
+            wakeup.set()
+        return handler
+    signal.signal(signal.SIGINT, _on_signal(stop))
+    signal.signal(signal.SIGTERM, _on_signal(stop))
+    signal.signal(signal.SIGHUP, _on_signal(reload))
     node = ManagerNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -562,7 +574,9 @@ def main(args: list[str] | None = None) -> None:
         spin.start()
         node.start()
         while not stop.is_set():
-            if reload.wait(0.1):
+            wakeup.wait(1.0)
+            wakeup.clear()
+            if reload.is_set():
                 reload.clear()
                 node.get_logger().info('SIGHUP: reloading configuration')
                 threading.Thread(target=node.reload_config, daemon=True).start()
@@ -574,8 +588,8 @@ def main(args: list[str] | None = None) -> None:
             node.stop()   # needs the executor still spinning
         finally:
             _SPIN_STOP.set()
+            executor.shutdown(timeout_sec=1.0)    # ends the blocking wait
             spin.join(2.0)
-            executor.shutdown(timeout_sec=1.0)
             node.destroy_node()
             rclpy.try_shutdown()
     sys.exit(code)
@@ -585,12 +599,8 @@ _SPIN_STOP = threading.Event()
 
 
 def _spin(executor, _stop: threading.Event) -> None:
-    while not _SPIN_STOP.is_set() and rclpy.ok():
-        try:
-            executor.spin_once(timeout_sec=0.05)
-        except Exception:
-            if _SPIN_STOP.is_set():
-                return
+    # Blocks until there is work (no polling); main() shuts the executor down to stop it.
+    spin_until_stopped(executor, rclpy.get_default_context(), _SPIN_STOP, timeout_sec=None)
 
 
 if __name__ == '__main__':

@@ -176,6 +176,7 @@ class MetricsNode(StageNode):
         self._inputs: list[Any] = []
         self._text_subs: list[Any] = []
         self._periodic: list[Any] = []
+        self._fast_tick: Any = None
         self._health: dict[str, tuple[DiagnosticStatus, float]] = {}
         self._levels: dict[str, int] = {}
         self._turns_published = 0
@@ -234,8 +235,11 @@ class MetricsNode(StageNode):
                                      50),
         ]
         self._set_archive_subs(self._archive is not None and self._archive.enabled)
-        self._periodic = [self.create_timer(TICK_S, self._tick),
-                        self.create_timer(1.0, self._publish_aggregate)]
+        # The fast tick runs only while a turn is open (turn news restarts it); an idle
+        # node then wakes once a second, for the aggregate (which also ticks).
+        self._fast_tick = self.create_timer(TICK_S, self._tick)
+        self._fast_tick.cancel()
+        self._periodic = [self._fast_tick, self.create_timer(1.0, self._publish_aggregate)]
         if self.params['prometheus.enabled']:
             self._start_prometheus(self.params['prometheus.port'])
         self.diag.ok('active')
@@ -260,12 +264,19 @@ class MetricsNode(StageNode):
         self._close()
         return TransitionCallbackReturn.SUCCESS
 
+    def _turn_news(self) -> None:
+        """A turn may be open now: tick fast until none is (caller holds self._lock)."""
+        tick = self._fast_tick
+        if tick is not None and tick.is_canceled():
+            tick.reset()
+
     def _teardown_io(self) -> None:
         for sub in self._inputs + self._text_subs:
             self.destroy_subscription(sub)
         for timer in self._periodic:
             self.destroy_timer(timer)
         self._inputs, self._text_subs, self._periodic = [], [], []
+        self._fast_tick = None
         if self._prom is not None:
             self._prom.stop()
 
@@ -345,6 +356,7 @@ class MetricsNode(StageNode):
         with self._lock:
             result = self._joiner.add_stamp(msg.turn_id, msg.stage, stamp_ns,
                                             msg.node[:64], time.monotonic())
+            self._turn_news()
         if not result.accepted:
             self.diag.count('late_stamp')
             return
@@ -375,6 +387,7 @@ class MetricsNode(StageNode):
         with self._lock:
             known = self._joiner.playback_event(msg.turn_id, kind, time.monotonic(),
                                                 audible_ns, flush_ms)
+            self._turn_news()
         if not known:
             self.diag.count('playback_unknown_turn')
 
@@ -395,6 +408,7 @@ class MetricsNode(StageNode):
                     tm.check_stamp(tm.SPEECH_END, end_ns, timeutil.now_ns()) is None:
                 with self._lock:
                     self._joiner.set_speech_end(msg.turn_id, end_ns, now)
+                    self._turn_news()
         elif msg.event not in (VoiceActivity.SPEECH_START, VoiceActivity.SPEECH_PROBABLY_ENDED,
                                VoiceActivity.SPEECH_RESUMED, VoiceActivity.BARGE_IN):
             self._bad('bad_voice_activity', f'unknown voice activity event {msg.event}')
@@ -422,11 +436,13 @@ class MetricsNode(StageNode):
                 self._joiner.mark_not_heard(msg.turn_id, msg.unreliable, time.monotonic())
             if archive:
                 self._joiner.add_text(msg.turn_id, 'transcript', msg.text, time.monotonic())
+                self._turn_news()
 
     def _on_reply(self, msg: ReplyChunk) -> None:
         if tm.check_turn_id(msg.turn_id) is None and msg.text:
             with self._lock:
                 self._joiner.add_text(msg.turn_id, 'reply', msg.text, time.monotonic())
+                self._turn_news()
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         if len(msg.status) > MAX_DIAG_STATUSES:
@@ -449,6 +465,8 @@ class MetricsNode(StageNode):
             done = self._joiner.due(time.monotonic())
             open_turns = self._joiner.open_count
             evicted = self._joiner.evicted
+            if not open_turns and self._fast_tick is not None:
+                self._fast_tick.cancel()
         for turn in done:
             self._finish(turn)
         self.diag.value('open_turns', open_turns)
@@ -505,6 +523,9 @@ class MetricsNode(StageNode):
             self._bad('archive_error', f'purge failed: {error}')
 
     def _publish_aggregate(self) -> None:
+        tick = self._fast_tick
+        if tick is None or tick.is_canceled():
+            self._tick()                  # idle: the slow path of the periodic work
         now = time.monotonic()
         stale_s = self.params['diagnostics.stale_s']
         out = DiagnosticArray()

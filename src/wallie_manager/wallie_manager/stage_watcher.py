@@ -106,6 +106,7 @@ class WatchConfig:
     period_s: float = 0.5                  # watch.period_s
     unresponsive_after: int = 3            # watch.unresponsive_after
     heartbeat_timeout_s: float = 5.0       # watch.heartbeat_timeout_s
+    active_poll_s: float = 5.0             # watch.active_poll_s
     hung_timeout_s: float = 20.0           # watch.hung_timeout_s
     respawn_timeout_s: float = 90.0        # watch.respawn_timeout_s
     backoff_initial_s: float = 0.5         # restart.*
@@ -123,6 +124,7 @@ class WatchConfig:
             parallel_configure=p['bringup.parallel_configure'],
             period_s=p['watch.period_s'], unresponsive_after=p['watch.unresponsive_after'],
             heartbeat_timeout_s=p['watch.heartbeat_timeout_s'],
+            active_poll_s=p['watch.active_poll_s'],
             hung_timeout_s=p['watch.hung_timeout_s'],
             respawn_timeout_s=p['watch.respawn_timeout_s'],
             backoff_initial_s=p['restart.backoff_initial_s'],
@@ -161,6 +163,7 @@ class Stage:
     last_recovery_s: float | None = None
     recoveries: int = 0
     heartbeat_at: float | None = None
+    polled_at: float = 0.0         # last GetState answer
 
     @property
     def name(self) -> str:
@@ -370,6 +373,10 @@ class StageWatcher:
                              '(respawn off, or the process supervisor gave up)')
                 self.log.error(f'{st.name}: {st.detail}')
             return
+        if st.phase == 'active' and st.label == 'active' and st.heartbeat_at is not None \
+                and now - st.heartbeat_at < self.config.heartbeat_timeout_s \
+                and now - st.polled_at < self.config.active_poll_s:
+            return            # alive (pid), heartbeating, active when last asked
         # Short polls while a (re)started process comes up: the first requests may go to a
         # dead instance's lingering service and are simply lost.
         quick = self.config.call_timeout_s
@@ -382,6 +389,7 @@ class StageWatcher:
         st.misses = 0
         st.unresponsive_since = None
         st.label = state
+        st.polled_at = now
         if state == 'active':
             if st.phase != 'active':
                 self._now_active(st, now)

@@ -502,7 +502,9 @@ class TtsNode(StageNode):
                     if self._pending is not None and (not self._stream_open or
                                                       time.monotonic() - idle_since > 5.0):
                         self._swap_engine_locked()
-                    self._cv.wait(0.1)
+                    # Sleep until a job comes (notified); poll only while a loaded engine
+                    # waits for the stream to go idle before it is swapped in.
+                    self._cv.wait(0.1 if self._pending is not None else None)
                 if not self._running:
                     return
                 job = self._jobs.popleft()
