@@ -1,8 +1,8 @@
 """Graph test: "Wallie, ..." through real capture / voice_gate / asr processes over DDS.
 
-The default wake engine (embedding, "wallie") opens the turn; the question said after the
-word -- in the same breath, or after a pause -- is the turn, and its transcript equals the
-transcript of the question alone (the asr node's `transcribe` service on the bare clip).
+The embedding wake engine with the shipped "wallie" model opens the turn; the question said
+after the word -- in the same breath, or after a pause -- is the turn, and its transcript
+equals the transcript of the question alone (the asr node's `transcribe` service on the bare clip).
 A question without the word opens no turn.
 """
 
@@ -43,6 +43,8 @@ def test_wallie_then_the_question_is_the_turn(probe, node_process, tmp_path):
     # this tests the turn around the word; the detection rate is the wake benchmark's
     # (80 % on held-out voices at the default sensitivity): a little more eager here
     gate = node_process('voice_gate_node', params={'autostart': True, 'wake.followup_ms': 0,
+                                                   'wake.engine': 'embedding',
+                                                   'wake.word': 'wallie',
                                                    'wake.sensitivity': 0.7,
                                                    'wake.vad_threshold': 0.0})
     def active(name):

@@ -60,11 +60,11 @@ GATE_SPECS: tuple[Spec, ...] = (
          'with the first utterance piece, ms.', 0, 2000),
     Spec('endpoint.piece_ms', 160, 'Utterance audio is streamed in pieces of this length, ms.',
          32, 2000),
-    Spec('wake.engine', 'embedding', 'Wake word engine: embedding (speech-embedding '
+    Spec('wake.engine', 'openwakeword', 'Wake word engine: embedding (speech-embedding '
          'spotter: "wallie" from the model store, any other word enrolled from its text or '
          'recordings), openwakeword, porcupine, transcript (ASR checks the phrase), none.',
          choices=ENGINES),
-    Spec('wake.word', 'wallie', 'Wake word(s), comma separated: for embedding any word or '
+    Spec('wake.word', 'hey_jarvis', 'Wake word(s), comma separated: for embedding any word or '
          'phrase ("wallie", "hey robot") or an .npz model; an openWakeWord model name/path; '
          'a Porcupine keyword or .ppn; or the transcript phrase.'),
     Spec('wake.sensitivity', 0.5, 'Wake sensitivity 0 (strict) .. 1 (eager) '

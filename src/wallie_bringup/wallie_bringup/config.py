@@ -82,11 +82,12 @@ def _k(key: str, typ: type, targets: Iterable[tuple[str, str]], description: str
 # stage packages are importable).
 KEYS: tuple[ConfigKey, ...] = (
     _k('wake_word', str, [('voice_gate', 'wake.word')],
-       'Wake word: "wallie" (the default, an acoustic model from the model store) or any word '
-       'or phrase ("hey robot": its model is built from the text on first use, or from your '
-       'voice with `wallie wake enroll`). With another wake.engine: an openWakeWord model '
-       'name (hey_jarvis, ...), a Porcupine keyword or .ppn, or the transcript phrase.',
-       'wallie'),
+       'Wake word of wake.engine: an openWakeWord model name (the default engine and '
+       'word: hey_jarvis); with wake.engine embedding, "wallie" (an acoustic model from the '
+       'model store) or any word or phrase ("hey robot": built from the text on first use, '
+       'or from your voice with `wallie wake enroll`); a Porcupine keyword or .ppn; or the '
+       'transcript phrase.',
+       'hey_jarvis'),
     _k('wake_word_sensitivity', float, [('voice_gate', 'wake.sensitivity')],
        'Wake word sensitivity in [0, 1]; higher wakes more easily.'),
     _k('asr_model', str, [('asr', 'asr.model')],
