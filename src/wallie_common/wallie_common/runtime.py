@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Callable
 
 import rclpy
@@ -67,16 +68,24 @@ def lower_cpu_priority(nice: int) -> int:
 
 def run_node(factory: Callable[[], object], args: list[str] | None = None,
              threads: int = 4) -> int:
-    """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly."""
+    """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly.
+
+    Exit status 0 for a requested stop, however many signals arrive: a Ctrl-C in a terminal
+    reaches every process of the group and `ros2 launch` forwards its own SIGINT on top, so
+    two signals a few ms apart are the normal case. The first one stops the loop; later ones
+    only note the request. Teardown is bounded by SHUTDOWN_WATCHDOG_S, which is shorter than
+    launch's SIGINT -> SIGTERM escalation (5 s), so launch never has to escalate.
+    """
     apply_privacy_env()
     stop = threading.Event()
 
     def _on_signal(signum, _frame):
         stop.set()
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # Before rclpy.init: from here on a signal can never raise KeyboardInterrupt.
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = factory()
     executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
@@ -96,22 +105,61 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         watchdog.daemon = True
         watchdog.start()
         _shutdown_lifecycle(node)
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        teardown(node, executor)
         watchdog.cancel()
+        ignore_stop_signals()
     return code
 
 
-SHUTDOWN_WATCHDOG_S = 6.0
+def teardown(node, executor, wait_s: float = 1.0) -> None:
+    """Stop `executor`, let the callbacks still running on its threads finish (at most
+    `wait_s`), destroy `node` and shut rclpy down, leaving no unread callback exception.
+
+    rclpy 7's Executor.shutdown does not wait for running callbacks, so one still running
+    when its node is destroyed fails with "cannot use Destroyable because destruction was
+    requested"; unread, that exception is printed at exit as "The following exception was
+    never retrieved". At shutdown such a failure is expected: it is read and dropped."""
+    executor.shutdown(timeout_sec=0)
+    running = list(getattr(executor, '_futures', ()))   # MultiThreadedExecutor's tasks
+    _settle(running, wait_s)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    _settle(running, 0.5)
+
+
+def _settle(tasks: list, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while any(not t.done() for t in tasks) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for t in tasks:
+        if t.done():
+            t.exception()       # marks it read
+
+
+# launch_ros escalates SIGINT -> SIGTERM after 5 s (sigterm_timeout) and -> SIGKILL 5 s later;
+# a node must be gone before the first escalation.
+SHUTDOWN_WATCHDOG_S = 4.0
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT/SIGTERM from now on (the process is exiting anyway).
+
+    At interpreter finalization Python puts SIG_DFL back for every signal that has a Python
+    handler, so a second Ctrl-C arriving then would kill the process with -2 (launch:
+    "process has died [exit code -2]"); an ignored signal stays ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
 
 
 def _force_exit(node, code: int) -> None:
     try:
-        node.get_logger().error(f'shutdown took longer than {SHUTDOWN_WATCHDOG_S:.0f} s; '
-                                'exiting without waiting for busy callbacks')
+        node.get_logger().warning(f'shutdown took longer than {SHUTDOWN_WATCHDOG_S:.0f} s; '
+                                  'exiting without waiting for busy callbacks')
     finally:
-        os._exit(code or 1)
+        os._exit(code)
 
 
 def _autostart(node) -> bool:
@@ -177,13 +225,15 @@ class Intake:
 
     Topic names are resolved by the owning node (its namespace and remaps apply); the
     private node ignores the process's global arguments so a ``__node:=`` remap does not
-    give it the owner's name. Callbacks must be short (decode and enqueue).
+    give it the owner's name, and its name starts with an underscore (``_voice_gate_intake``)
+    so ROS tools treat it as hidden: it is part of its owner, not a node of the graph.
+    Callbacks must be short (decode and enqueue).
     """
 
     def __init__(self, owner, suffix: str = 'intake') -> None:
         self._owner = owner
         self._context = owner.context
-        self.node = rclpy.create_node(f'{owner.get_name()}_{suffix}',
+        self.node = rclpy.create_node(f'_{owner.get_name()}_{suffix}',
                                       namespace=owner.get_namespace(), context=self._context,
                                       use_global_arguments=False, enable_rosout=False,
                                       start_parameter_services=False)
