@@ -1,1 +1,1 @@
-from wallie_common.testing import ros_env, probe, node_process  # noqa
+from wallie_common.testing import node_process, probe, ros_context, ros_env  # noqa: F401

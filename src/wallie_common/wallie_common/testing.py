@@ -282,6 +282,24 @@ def ros_env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture
+def ros_context(ros_env):
+    """An initialised rclpy Context of its own, for nodes built in the test process."""
+    import rclpy
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def wait_param(node, name: str, value: Any, timeout: float = 10.0) -> Any:
+    """Poll an in-process node's parameter until it equals `value`; return what it holds."""
+    deadline = time.monotonic() + timeout
+    while node.get_parameter(name).value != value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return node.get_parameter(name).value
+
+
+@pytest.fixture
 def probe(ros_env):
     p = Probe()
     yield p
