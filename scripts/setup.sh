@@ -122,8 +122,8 @@ if ! stamp_ok interfaces "$if_hash" || ! "$VENV/bin/python" -c "import wallie_in
 fi
 
 # 6. The Wallie packages (editable: a source edit needs no reinstall) ----------------------
-pkgs=(wallie_common wallie_audio wallie_asr wallie_llm wallie_tts wallie)
-pkg_hash=$(hash_of $(for p in "${pkgs[@]}"; do echo "$ROOT/src/$p/setup.py"; done))
+pkgs=(wallie_common wallie_testing wallie_audio wallie_asr wallie_llm wallie_tts wallie_bringup wallie_manager wallie_cli)
+pkg_hash=$(hash_of $(for p in "${pkgs[@]}"; do echo "$ROOT/src/$p/setup.py" "$ROOT/src/$p/setup.cfg"; done))
 if ! stamp_ok packages "$pkg_hash$ROOT"; then
   say "installing the Wallie packages (editable)"
   args=(); for p in "${pkgs[@]}"; do args+=(-e "$ROOT/src/$p"); done

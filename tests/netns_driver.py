@@ -26,7 +26,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from support_graph import (  # noqa: E402
+from wallie_testing.harness import Probe, configure_ros_env, executable  # noqa: E402
+from wallie_testing.stages import (  # noqa: E402
     STAMP_ORDER_MS,
     available_stages,
     free_port,
@@ -37,8 +38,6 @@ from support_graph import (  # noqa: E402
     speech_16k,
     wait_active,
 )
-
-from wallie_common.testing import Probe, configure_ros_env, executable  # noqa: E402
 
 TRACE = 'trace=connect,sendto,sendmsg,sendmmsg'
 

@@ -1,4 +1,4 @@
-"""Rosbag record/replay (wallie.bags, `wallie record`, `wallie replay`) and the audio fixtures."""
+"""Rosbag record/replay (wallie_cli.bags, `wallie record`, `wallie replay`), audio fixtures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import hashlib
 import json
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +14,12 @@ from rosbags.interfaces import QosReliability
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from std_msgs.msg import String
 
-from wallie import bags
+from wallie_cli import bag_files, bags, fixture_set
 from wallie_common import conversions, timeutil
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS
 from wallie_interfaces.msg import AudioFrame
 
-FIXTURES = Path(__file__).resolve().parent / 'fixtures'
+FIXTURES = fixture_set.default_fixtures_dir()
 START = 1_700_000_000_000_000_000
 
 
@@ -36,9 +35,9 @@ def _noise(seconds: float, seed: int = 0, rate: int = 16000) -> np.ndarray:
 @pytest.mark.parametrize('frame_ms,seconds', [(32, 3.3), (10, 1.0), (20, 0.005)])
 def test_write_read_round_trip(tmp_path, storage, frame_ms, seconds):
     samples = _noise(seconds)
-    bags.write_audio_bag(tmp_path / 'bag', samples, frame_ms=frame_ms, start_ns=START,
+    bag_files.write_audio_bag(tmp_path / 'bag', samples, frame_ms=frame_ms, start_ns=START,
                          storage=storage)
-    back = bags.read_audio_bag(tmp_path / 'bag')
+    back = bag_files.read_audio_bag(tmp_path / 'bag')
     assert back.rate == 16000
     assert back.samples.dtype == np.int16
     np.testing.assert_array_equal(back.samples, samples)
@@ -47,9 +46,9 @@ def test_write_read_round_trip(tmp_path, storage, frame_ms, seconds):
     expected = START + np.arange(n_frames) * frame * 1_000_000_000 // 16000
     np.testing.assert_array_equal(back.stamps, expected)
     # log times equal the capture stamps; the span is the audio's
-    logs = [m.log_ns for m in bags.iter_messages(tmp_path / 'bag')]
+    logs = [m.log_ns for m in bag_files.iter_messages(tmp_path / 'bag')]
     assert logs == expected.tolist()
-    info = bags.bag_info(tmp_path / 'bag')
+    info = bag_files.bag_info(tmp_path / 'bag')
     assert info.topics['/audio/in'].count == n_frames
     assert (info.start_ns, info.end_ns) == (expected[0], expected[-1])
 
@@ -57,12 +56,12 @@ def test_write_read_round_trip(tmp_path, storage, frame_ms, seconds):
 def test_float_and_stereo_input(tmp_path):
     t = np.arange(16000) / 16000
     tone = 0.5 * np.sin(2 * np.pi * 440 * t)
-    bags.write_audio_bag(tmp_path / 'mono', tone, start_ns=START)
-    back = bags.read_audio_bag(tmp_path / 'mono')
+    bag_files.write_audio_bag(tmp_path / 'mono', tone, start_ns=START)
+    back = bag_files.read_audio_bag(tmp_path / 'mono')
     np.testing.assert_allclose(back.samples / 32767, tone, atol=1 / 32767)
     stereo = np.stack([_noise(0.5, 1), _noise(0.5, 2)], axis=1)
-    bags.write_audio_bag(tmp_path / 'stereo', stereo, start_ns=START)
-    np.testing.assert_array_equal(bags.read_audio_bag(tmp_path / 'stereo').samples, stereo)
+    bag_files.write_audio_bag(tmp_path / 'stereo', stereo, start_ns=START)
+    np.testing.assert_array_equal(bag_files.read_audio_bag(tmp_path / 'stereo').samples, stereo)
 
 
 @pytest.mark.parametrize('samples,match', [
@@ -72,23 +71,23 @@ def test_float_and_stereo_input(tmp_path):
     (np.zeros((2, 2, 2), np.int16), 'shape'),
 ])
 def test_write_rejects_bad_audio(tmp_path, samples, match):
-    with pytest.raises(bags.BagError, match=match):
-        bags.write_audio_bag(tmp_path / 'bag', samples, start_ns=START)
+    with pytest.raises(bag_files.BagError, match=match):
+        bag_files.write_audio_bag(tmp_path / 'bag', samples, start_ns=START)
 
 
 def test_read_errors_are_clear(tmp_path):
-    with pytest.raises(bags.BagError, match='does not exist'):
-        bags.read_audio_bag(tmp_path / 'missing')
+    with pytest.raises(bag_files.BagError, match='does not exist'):
+        bag_files.read_audio_bag(tmp_path / 'missing')
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(bags.BagError, match='metadata.yaml'):
-        bags.read_audio_bag(tmp_path / 'empty')
-    bags.write_audio_bag(tmp_path / 'bag', _noise(0.1), start_ns=START, topic='mic/raw')
-    with pytest.raises(bags.BagError, match='/nowhere'):
-        bags.read_audio_bag(tmp_path / 'bag', topic='nowhere')
+    with pytest.raises(bag_files.BagError, match='metadata.yaml'):
+        bag_files.read_audio_bag(tmp_path / 'empty')
+    bag_files.write_audio_bag(tmp_path / 'bag', _noise(0.1), start_ns=START, topic='mic/raw')
+    with pytest.raises(bag_files.BagError, match='/nowhere'):
+        bag_files.read_audio_bag(tmp_path / 'bag', topic='nowhere')
     # the only AudioFrame topic is found without naming it
-    assert len(bags.read_audio_bag(tmp_path / 'bag').samples) == 1600
-    with pytest.raises(bags.BagError, match='exists already'):
-        bags.write_audio_bag(tmp_path / 'bag', _noise(0.1), start_ns=START)
+    assert len(bag_files.read_audio_bag(tmp_path / 'bag').samples) == 1600
+    with pytest.raises(bag_files.BagError, match='exists already'):
+        bag_files.write_audio_bag(tmp_path / 'bag', _noise(0.1), start_ns=START)
 
 
 # --------------------------------------------------------------------------- interop
@@ -96,7 +95,7 @@ def test_read_errors_are_clear(tmp_path):
 
 def test_bag_is_rosbag2_v9_and_rclpy_decodes_it(tmp_path):
     samples = _noise(1.0)
-    bags.write_audio_bag(tmp_path / 'bag', samples, start_ns=START, frame_id='mic0')
+    bag_files.write_audio_bag(tmp_path / 'bag', samples, start_ns=START, frame_id='mic0')
     # plain rosbags Reader, no wallie helpers
     with Reader(tmp_path / 'bag') as reader:
         conn, = reader.connections
@@ -104,7 +103,7 @@ def test_bag_is_rosbag2_v9_and_rclpy_decodes_it(tmp_path):
         assert 'uint8[] data' in conn.msgdef.data and 'std_msgs/Header header' in conn.msgdef.data
         assert conn.ext.offered_qos_profiles[0].reliability == QosReliability.BEST_EFFORT
         # the type hash is the one rosidl generated for the installed interface
-        desc = bags.message_dir('wallie_interfaces') / 'AudioFrame.json'
+        desc = bag_files.message_dir('wallie_interfaces') / 'AudioFrame.json'
         hashes = json.loads(desc.read_text())['type_hashes']
         assert conn.digest == next(h['hash_string'] for h in hashes
                                    if h['type_name'] == conn.msgtype)
@@ -126,12 +125,12 @@ def test_official_mcap_reader_decodes_it(tmp_path):
     mcap_reader = pytest.importorskip('mcap.reader')
     ros2_decoder = pytest.importorskip('mcap_ros2.decoder')
     samples = _noise(0.5)
-    bag = bags.write_audio_bag(tmp_path / 'bag', samples, start_ns=START)
+    bag = bag_files.write_audio_bag(tmp_path / 'bag', samples, start_ns=START)
     with open(next(bag.glob('*.mcap')), 'rb') as f:
         reader = mcap_reader.make_reader(f, decoder_factories=[ros2_decoder.DecoderFactory()])
         assert reader.get_header().profile == 'ros2'
         schema, = reader.get_summary().schemas.values()
-        assert (schema.name, schema.encoding) == (bags.AUDIO_TYPE, 'ros2msg')
+        assert (schema.name, schema.encoding) == (bag_files.AUDIO_TYPE, 'ros2msg')
         decoded = list(reader.iter_decoded_messages())
         assert 'rosbag2' in [m.name for m in reader.iter_metadata()]
     pcm = np.concatenate([np.frombuffer(bytes(d.data), '<i2') for _s, _c, _m, d in decoded])
@@ -141,15 +140,15 @@ def test_official_mcap_reader_decodes_it(tmp_path):
 
 def test_reads_bag_of_rclpy_serialized_messages(tmp_path):
     """The other direction: CDR bytes from rclpy (what ros2 bag record stores) read back."""
-    ts = bags.typestore()
+    ts = bag_files.typestore()
     samples = _noise(0.64)
     with Writer(tmp_path / 'bag', version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        conn = writer.add_connection('/audio/in', bags.AUDIO_TYPE, typestore=ts)
+        conn = writer.add_connection('/audio/in', bag_files.AUDIO_TYPE, typestore=ts)
         for i in range(0, len(samples), 320):
             stamp = START + i * 62_500
             msg = conversions.audio_to_frame(samples[i:i + 320], 16000, stamp, seq=i // 320)
             writer.write(conn, stamp + 1_000_000, serialize_message(msg))
-    back = bags.read_audio_bag(tmp_path / 'bag')
+    back = bag_files.read_audio_bag(tmp_path / 'bag')
     np.testing.assert_array_equal(back.samples, samples)
     assert back.stamps[1] - back.stamps[0] == 20_000_000
 
@@ -157,12 +156,12 @@ def test_reads_bag_of_rclpy_serialized_messages(tmp_path):
 def test_restamp_patches_only_the_header():
     msg = conversions.audio_to_frame(_noise(0.032), 16000, START, seq=7, frame_id='x')
     raw = serialize_message(msg)
-    assert bags.header_stamp_ns(raw) == START
-    new = deserialize_message(bags.restamp_cdr(raw, START + 123_456_789_000), AudioFrame)
+    assert bag_files.header_stamp_ns(raw) == START
+    new = deserialize_message(bag_files.restamp_cdr(raw, START + 123_456_789_000), AudioFrame)
     assert timeutil.from_msg(new.header.stamp) == START + 123_456_789_000
     assert (new.seq, new.header.frame_id, bytes(new.data)) == (7, 'x', bytes(msg.data))
-    assert bags.starts_with_header(bags.AUDIO_TYPE)
-    assert not bags.starts_with_header('std_msgs/msg/String')
+    assert bag_files.starts_with_header(bag_files.AUDIO_TYPE)
+    assert not bag_files.starts_with_header('std_msgs/msg/String')
 
 
 # --------------------------------------------------------------------------- live graph
@@ -195,7 +194,7 @@ def _audio_collector(probe, topic='audio/in'):
 
 def test_replay_keeps_timing(tmp_path, probe, node_process):
     samples = _noise(3.0)
-    bag = bags.write_audio_bag(tmp_path / 'bag', samples, start_ns=START)
+    bag = bag_files.write_audio_bag(tmp_path / 'bag', samples, start_ns=START)
     got = _audio_collector(probe)
     proc = node_process('wallie', args=['replay', str(bag), '--json',
                                         '--wait-subscribers', '20'])
@@ -227,7 +226,7 @@ def test_replay_keeps_timing(tmp_path, probe, node_process):
 
 
 def test_replay_rate_and_keep_stamps(tmp_path, probe):
-    bag = bags.write_audio_bag(tmp_path / 'bag', _noise(2.0), start_ns=START)
+    bag = bag_files.write_audio_bag(tmp_path / 'bag', _noise(2.0), start_ns=START)
     got = _audio_collector(probe)
     with bags.RosSession('replay_test') as session:
         stats = bags.replay(bag, session.node, rate=2.0, wait_for_subscribers=20.0)
@@ -241,7 +240,7 @@ def test_replay_rate_and_keep_stamps(tmp_path, probe):
 
 
 def test_replay_loop_and_stop(tmp_path, probe):
-    bag = bags.write_audio_bag(tmp_path / 'bag', _noise(0.32), start_ns=START)
+    bag = bag_files.write_audio_bag(tmp_path / 'bag', _noise(0.32), start_ns=START)
     got = _audio_collector(probe)
     stop = threading.Event()
     with bags.RosSession('replay_loop') as session:
@@ -257,10 +256,10 @@ def test_replay_loop_and_stop(tmp_path, probe):
 
 
 def test_replay_errors(tmp_path, probe):
-    bag = bags.write_audio_bag(tmp_path / 'bag', _noise(0.1), start_ns=START)
-    with pytest.raises(bags.BagError, match='not in the bag'):
+    bag = bag_files.write_audio_bag(tmp_path / 'bag', _noise(0.1), start_ns=START)
+    with pytest.raises(bag_files.BagError, match='not in the bag'):
         bags.replay(bag, probe.node, topics=['/nope'])
-    with pytest.raises(bags.BagError, match='rate'):
+    with pytest.raises(bag_files.BagError, match='rate'):
         bags.replay(bag, probe.node, rate=0.0)
 
 
@@ -285,16 +284,16 @@ def test_record_live_topics(tmp_path, probe, node_process):
     assert proc.stop() == 0, _log(proc)  # SIGINT: the bag is closed cleanly
     summary = json.loads(_log(proc).strip().splitlines()[-1])
     assert summary['topics'] == {'/audio/in': 32, '/chatter': 2}
-    back = bags.read_audio_bag(out)
+    back = bag_files.read_audio_bag(out)
     np.testing.assert_array_equal(back.samples, samples)
     assert back.stamps[0] == now
-    info = bags.bag_info(out)
+    info = bag_files.bag_info(out)
     assert info.topics['/chatter'].msgtype == 'std_msgs/msg/String'
     assert info.topics['/audio/in'].qos[0].reliability == QosReliability.BEST_EFFORT
     texts = [deserialize_message(m.data, String).data
-             for m in bags.iter_messages(out, ['chatter'])]
+             for m in bag_files.iter_messages(out, ['chatter'])]
     assert texts == ['hello', 'bag']
-    logs = [m.log_ns for m in bags.iter_messages(out, ['audio/in'])]
+    logs = [m.log_ns for m in bag_files.iter_messages(out, ['audio/in'])]
     assert logs == sorted(logs) and now - 1e9 < logs[0] < now + 5e9  # receive times
 
 
@@ -304,7 +303,7 @@ def test_record_duration_stops_by_itself(tmp_path, probe, node_process):
                         args=['record', '-o', str(out), '--duration', '1.5'])
     probe.wait_for(lambda: not proc.alive(), 20, 'wallie record --duration to exit', [proc])
     assert proc.stop() == 0, _log(proc)
-    assert bags.bag_info(out).message_count == 0  # nothing published: an empty, valid bag
+    assert bag_files.bag_info(out).message_count == 0  # nothing published: an empty, valid bag
     assert 'nothing was recorded' in _log(proc)
 
 
@@ -345,11 +344,11 @@ def test_fixture_sidecar_matches_audio(name):
     e = ENTRIES[name]
     bag = FIXTURES / e['bag']
     assert hashlib.sha256(next(bag.glob('*.mcap')).read_bytes()).hexdigest() == e['sha256'], \
-        'bag changed without regenerating the manifest (run tests/fixtures/generate.py)'
-    sidecar = bags.load_sidecar(bag)
+        'bag changed without regenerating the manifest (python -m wallie_cli.fixtures.generate)'
+    sidecar = bag_files.load_sidecar(bag)
     assert sidecar is not None and (FIXTURES / e['sidecar']).is_file()
     assert {k: v for k, v in e.items() if k in sidecar} == sidecar  # manifest = sidecar + paths
-    audio = bags.read_audio_bag(bag)
+    audio = bag_files.read_audio_bag(bag)
     assert audio.rate == 16000 and audio.stamps[0] == e['start_ns']
     assert len(audio.samples) / 16000 == pytest.approx(e['duration_s'])
     db = _frame_db(audio.samples)  # 10 ms frames

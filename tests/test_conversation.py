@@ -2,10 +2,11 @@
 
 One graph (voice gate, ASR, LLM, TTS, player, manager, metrics; the same bring-up as
 `wallie up`) is shared by every test of this module, and so is its microphone: this process
-plays a simulated room microphone into audio/in in real time (`e2e.EchoMic`) that hears
+plays a simulated room microphone into audio/in in real time (`echo_mic.EchoMic`) that hears
 Wallie's own voice (the player's output through an echo path: 60 ms, -6 dB, plus a
 reflection), a noise floor, and the user: the committed fixture recordings
-(tests/fixtures, with their ground truth) are mixed in. The player writes a WAV file; every
+(wallie_cli's bench fixtures, with their ground truth) are mixed in. The player writes a
+WAV file; every
 answer is transcribed back with the project's own ASR engine and must contain the fact.
 """
 
@@ -17,14 +18,12 @@ import time
 import numpy as np
 import pytest
 
-from wallie import e2e
+from wallie_cli import e2e, fixture_set, wavs
 from wallie_llm.reply import heard_text
+from wallie_testing import echo_mic
 
-FIXTURES = e2e.default_fixtures_dir()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(FIXTURES is None, reason='tests/fixtures not found'),
-]
+FIXTURES = fixture_set.default_fixtures_dir()
+pytestmark = [pytest.mark.slow]
 FLUSH_BOUND_MS = 50.0           # the player's flush target (issue 3)
 FACT_BOUND = 1 / 2              # share of spoken answers that must contain the fact
 ANSWERS: dict[str, tuple[str, str, bool]] = {}   # fixture -> (heard question, answer, right)
@@ -35,12 +34,12 @@ LLM_STOP_GRACE_S = 0.5          # "stops within a token": no new chunk after thi
 def _fixtures(set_name: str) -> list[dict]:
     if FIXTURES is None:
         return []
-    return [f for f in e2e.load_manifest(FIXTURES) if f['set'] == set_name]
+    return [f for f in fixture_set.load_manifest(FIXTURES) if f['set'] == set_name]
 
 
 def _pick(what: str, **match) -> dict:
     """The first fixture whose sidecar fields have the given values."""
-    for f in e2e.load_manifest(FIXTURES):
+    for f in fixture_set.load_manifest(FIXTURES):
         if all(f.get(k) == v for k, v in match.items()):
             return f
     pytest.skip(f'no fixture for {what} ({match}) in {FIXTURES}/manifest.json')
@@ -57,7 +56,7 @@ def graph(ros_env, tmp_path_factory):
     g = e2e.LiveGraph(options)
     try:
         g.start()
-    except e2e.GraphError as exc:
+    except wavs.GraphError as exc:
         if 'wallie models fetch' in str(exc):
             pytest.skip(str(exc))
         raise
@@ -84,7 +83,7 @@ def asr():
 @pytest.fixture(scope='module')
 def mic(graph):
     """The room microphone: continuous, hears the player (echo) and the user."""
-    m = e2e.EchoMic(graph.observer, delay_ms=60.0, gain=0.5).start()
+    m = echo_mic.EchoMic(graph.observer, delay_ms=60.0, gain=0.5).start()
     time.sleep(0.5)
     yield m
     m.close()
@@ -114,9 +113,8 @@ def explain(graph: e2e.LiveGraph, turn: e2e.TurnResult) -> str:
 
 
 def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
-    from support_graph import speech_16k
-
-    from wallie import bags
+    from wallie_cli import bag_files
+    from wallie_testing.stages import speech_16k
     obs = graph.observer
     question = speech_16k('Tell me about the history of Rome.')     # a few sentences
     # the user speaks with an espeak-ng voice, Wallie with Piper's joe
@@ -124,7 +122,7 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
                     f['reverb'] is None and f['voice']['engine'] == 'espeak-ng'), None)
     if user_fx is None:
         pytest.skip('no clean espeak-ng question among the fixtures')
-    user = bags.read_audio_bag(user_fx['bag_path']).samples
+    user = bag_files.read_audio_bag(user_fx['bag_path']).samples
     refs = mic.ref_frames
     # 1) Wallie's whole reply, heard back through the echo path, must not interrupt it.
     obs.reset_conversation()
@@ -193,13 +191,14 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
     assert kept is not None, f'turn {turn_a.turn_id} not in the history: ' \
         f'{obs.history_turns()}'
     assert kept == heard and len(kept) < len(full), (kept, heard, full, flushed)
-    assert e2e.words(kept.replace('...', ' '))[:2] == e2e.words(full)[:2], (kept, full)
+    words = fixture_set.words
+    assert words(kept.replace('...', ' '))[:2] == words(full)[:2], (kept, full)
     # the user's words are the next turn, and it is answered
     turn_b = obs.wait(lambda: next((t for t in obs.turns_since(since)
                                     if t is not turn_a and t.playback_over), None), 60)
     assert turn_b, 'the barge-in utterance was not answered'
-    said = set(e2e.words(user_fx['text']))
-    got = said & set(e2e.words(turn_b.transcript))
+    said = set(fixture_set.words(user_fx['text']))
+    got = said & set(fixture_set.words(turn_b.transcript))
     assert len(got) >= len(said) / 2, (user_fx['text'], turn_b.transcript)
     print(f'\nbarge-in: flushed in {flushed["flush_ms"]:.1f} ms after '
           f'{flushed["played_s"]:.2f} s of {full!r}; history keeps {kept!r}; next turn '
@@ -218,9 +217,10 @@ def test_spoken_question_gets_a_spoken_answer_with_the_fact(graph, mic, asr, fx)
                       if t.transcript.strip() or t.chunks)
     said = heard(asr, turn)
     # what was played is the reply the LLM wrote (the audio is intelligible)
-    written = set(e2e.words(turn.reply_text))
-    assert len(written & set(e2e.words(said))) >= len(written) / 2, (said, turn.reply_text)
-    ANSWERS[fx['name']] = (turn.transcript, said, e2e.contains_fact(said, fx['expected_fact']))
+    written = set(fixture_set.words(turn.reply_text))
+    assert len(written & set(fixture_set.words(said))) >= len(written) / 2, (said, turn.reply_text)
+    right = fixture_set.contains_fact(said, fx['expected_fact'])
+    ANSWERS[fx['name']] = (turn.transcript, said, right)
     # the stamps of a complete turn, in causal order, and a TurnMetrics record
     st = turn.stamps()
     chain = [st.get(k, 0) for k in e2e.CHAIN]
@@ -264,12 +264,12 @@ def test_follow_up_question_uses_the_previous_answer(graph, mic, asr):
     second = _pick('its follow-up', set='followup', group=first.get('group'), turn=2)
     graph.observer.reset_conversation()
     t1 = graph.ask_mic(mic, first)
-    assert t1.answered and e2e.contains_fact(t1.reply_text, first['expected_fact']), \
+    assert t1.answered and fixture_set.contains_fact(t1.reply_text, first['expected_fact']), \
         explain(graph, t1)
     t2 = graph.ask_mic(mic, second)       # "And what about Germany?"
     assert t2.answered, explain(graph, t2)
     said = heard(asr, t2)
-    assert e2e.contains_fact(said, second['expected_fact']), \
+    assert fixture_set.contains_fact(said, second['expected_fact']), \
         f'follow-up answer {said!r} (text {t2.reply_text!r}, heard {t2.transcript!r})'
     history = graph.observer.history_turns()
     assert [h['turn_id'] for h in history][-2:] == [t1.turn_id, t2.turn_id], history
@@ -290,7 +290,7 @@ def test_no_wake_word_no_answer_and_wake_word_answer(graph, mic):
         woke = graph.ask_mic(mic, wake_fx)
         assert woke.answered, explain(graph, woke)
         assert woke.record.wake and woke.record.wake[0]['keyword'] == 'hey_jarvis'
-        assert e2e.contains_fact(woke.reply_text, wake_fx['expected_fact']), \
+        assert fixture_set.contains_fact(woke.reply_text, wake_fx['expected_fact']), \
             explain(graph, woke)
     finally:
         obs.set_params('voice_gate', {'wake.engine': 'none', 'wake.followup_ms': 5000})

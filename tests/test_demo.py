@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import wallie_cli
+from wallie_cli import e2e, feed, fixture_set, observer, wavs
+
 pytestmark = pytest.mark.slow
-QUESTION = Path(__file__).resolve().parents[1] / 'src' / 'wallie' / 'wallie' / 'data' / \
-    'question.wav'
+QUESTION = Path(wallie_cli.__file__).with_name('data') / 'question.wav'
 
 
 @pytest.fixture(scope='module')
@@ -73,16 +75,14 @@ def test_ask_prints_json_for_any_wav(models, tmp_path):
     import soundfile as sf
     import soxr
 
-    from wallie import bags, e2e
-    fixtures = e2e.default_fixtures_dir()
-    if fixtures is None:
-        pytest.skip('tests/fixtures not found')
-    clean = [f for f in e2e.load_manifest(fixtures)
+    from wallie_cli import bag_files
+    fixtures = fixture_set.default_fixtures_dir()
+    clean = [f for f in fixture_set.load_manifest(fixtures)
              if f['set'] == 'questions' and f['noise'] is None and f['reverb'] is None]
     if not clean:
         pytest.skip('no clean question fixture')
     fx = next((f for f in clean if f['voice']['engine'] == 'piper'), clean[0])
-    pcm = bags.read_audio_bag(fx['bag_path']).samples.astype(np.float32) / 32768.0
+    pcm = bag_files.read_audio_bag(fx['bag_path']).samples.astype(np.float32) / 32768.0
     x = soxr.resample(pcm, 16000, 44100).astype(np.float32)
     wav = tmp_path / 'question_44k_stereo.wav'
     sf.write(str(wav), np.stack([x, 0.5 * x], axis=1), 44100, subtype='PCM_16')
@@ -91,9 +91,10 @@ def test_ask_prints_json_for_any_wav(models, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr + _logs(tmp_path / 'run')
     data = json.loads(proc.stdout)
     assert data['ok'] and data['answered'], data
-    assert e2e.contains_fact(data['reply'], fx['expected_fact']), json.dumps(data, indent=1)
-    said = set(e2e.words(fx['text']))
-    assert len(said & set(e2e.words(data['transcript']))) >= len(said) / 2, data
+    assert fixture_set.contains_fact(data['reply'], fx['expected_fact']), \
+        json.dumps(data, indent=1)
+    said = set(fixture_set.words(fx['text']))
+    assert len(said & set(fixture_set.words(data['transcript']))) >= len(said) / 2, data
     lat = data['latency_ms']
     assert lat['e2e_ms'] and lat['e2e_ms'] > 0 and lat['true_e2e_ms'] > 0, lat
     assert data['answer_wav'] and Path(data['answer_wav']).is_file()
@@ -110,31 +111,29 @@ def _logs(run_dir: Path) -> str:
 def test_prepared_input_is_16k_mono_padded_with_the_speech_found(tmp_path):
     import soundfile as sf
 
-    from wallie import e2e
     rate = 44100
     t = np.arange(int(0.8 * rate)) / rate
     tone = 0.3 * np.sin(2 * np.pi * 300 * t)
     x = np.concatenate([np.zeros(int(0.25 * rate)), tone, np.zeros(int(0.4 * rate))])
     src = tmp_path / 'in.wav'
     sf.write(str(src), np.stack([x, x], axis=1), rate)
-    prep = e2e.prepare_input(src, tmp_path / 'out.wav')
+    prep = wavs.prepare_input(src, tmp_path / 'out.wav')
     data, out_rate = sf.read(str(prep.path))
     assert out_rate == 16000 and data.ndim == 1
-    assert abs(prep.duration_s - (1.45 + e2e.LEAD_S + e2e.TRAIL_S)) < 0.01
-    assert abs(prep.speech_start_s - (e2e.LEAD_S + 0.25)) < 0.02
-    assert abs(prep.speech_end_s - (e2e.LEAD_S + 1.05)) < 0.02
+    assert abs(prep.duration_s - (1.45 + wavs.LEAD_S + wavs.TRAIL_S)) < 0.01
+    assert abs(prep.speech_start_s - (wavs.LEAD_S + 0.25)) < 0.02
+    assert abs(prep.speech_end_s - (wavs.LEAD_S + 1.05)) < 0.02
     silent = tmp_path / 'silent.wav'
     sf.write(str(silent), np.zeros(16000), 16000)
-    with pytest.raises(e2e.GraphError, match='no speech'):
-        e2e.prepare_input(silent, tmp_path / 'x.wav')
+    with pytest.raises(wavs.GraphError, match='no speech'):
+        wavs.prepare_input(silent, tmp_path / 'x.wav')
 
 
 def test_wav_tail_reads_a_file_that_is_still_being_written(tmp_path):
     import soundfile as sf
 
-    from wallie import e2e
     path = tmp_path / 'playback.wav'
-    tail = e2e.WavTail(path)
+    tail = wavs.WavTail(path)
     assert tail.samples() == 0 and tail.read().size == 0          # not there yet
     f = sf.SoundFile(str(path), 'w', samplerate=16000, channels=1, subtype='PCM_16')
     f.write(np.full(320, 0.25, np.float32))
@@ -147,19 +146,19 @@ def test_wav_tail_reads_a_file_that_is_still_being_written(tmp_path):
 
 
 def test_fact_matching_and_latency_summary():
-    from wallie import bench, e2e
-    assert e2e.contains_fact('A spider has eight legs.', ['eight', '8'])
-    assert e2e.contains_fact('It has 8 legs', ['eight', '8'])
-    assert not e2e.contains_fact('Parisian food', ['paris'])
-    assert e2e.contains_fact('William Shakespeare wrote it', ['shakespeare'])
+    from wallie_cli import bench
+    assert fixture_set.contains_fact('A spider has eight legs.', ['eight', '8'])
+    assert fixture_set.contains_fact('It has 8 legs', ['eight', '8'])
+    assert not fixture_set.contains_fact('Parisian food', ['paris'])
+    assert fixture_set.contains_fact('William Shakespeare wrote it', ['shakespeare'])
     s = bench.stats([100.0, 200.0, float('nan'), None, 300.0])
     assert s['n'] == 3 and s['p50'] == 200.0 and s['max'] == 300.0
     assert bench.stats([])['p50'] is None
-    rec = e2e.TurnRecord('t1', 0)
+    rec = observer.TurnRecord('t1', 0)
     base = 1_000_000_000_000
     for i, stage in enumerate(e2e.CHAIN):
         rec.stamps[stage] = base + i * 100_000_000
-    res = e2e.TurnResult(rec, e2e.Feed('f', speech_end_ns=base - 50_000_000))
+    res = e2e.TurnResult(rec, feed.Feed('f', speech_end_ns=base - 50_000_000))
     lat = res.latencies()
     assert lat['e2e_ms'] == 500.0 and lat['true_e2e_ms'] == 550.0
     assert lat['vad_end_error_ms'] == 50.0 and lat['asr_ms'] == 100.0

@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from support_fuzz import HUGE_TEXT, cases_for
-from support_graph import STAGES, available_stages, wait_active
 
-from wallie_common.testing import NodeProcess, Probe
+from wallie_testing.fuzz_cases import HUGE_TEXT, cases_for
+from wallie_testing.harness import NodeProcess, Probe
+from wallie_testing.stages import STAGES, available_stages, wait_active
 
 FUZZ_SECONDS = float(os.environ.get('WALLIE_FUZZ_SECONDS', '10'))
 MAX_PARAMS_PER_NODE = 8

@@ -1,36 +1,99 @@
-"""Linters as tests: ruff (99 columns) on everything, mypy on the ROS-free engine modules."""
+"""Linters as tests: ruff (99 columns) on everything, mypy on the ROS-free engine modules, and
+an import walk (ast) that keeps every module but the nodes, benches and named plumbing free of
+ROS."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+ROS_ROOTS = ('rclpy', 'wallie_interfaces', 'launch', 'launch_ros', 'ament_index_python')
 
-# Engine modules: plain Python, typed, importing neither rclpy nor *_msgs.
-ENGINE_GLOBS = [
-    'src/wallie_audio/wallie_audio/*.py',
-    'src/wallie_asr/wallie_asr/*.py',
-    'src/wallie_llm/wallie_llm/*.py',
-    'src/wallie_tts/wallie_tts/*.py',
+# Modules that are ROS plumbing by design (besides *_node.py, bench.py, launch files and the
+# test harness package). A listed module that stops importing ROS fails too: the list can't rot.
+ROS_MODULES = {
+    'src/wallie_common/wallie_common/conversions.py',    # message <-> numpy
+    'src/wallie_common/wallie_common/diagnostics.py',    # DiagnosticStatus builder
+    'src/wallie_common/wallie_common/node_base.py',      # StageNode
+    'src/wallie_common/wallie_common/params.py',         # parameter declaration helpers
+    'src/wallie_common/wallie_common/qos.py',
+    'src/wallie_common/wallie_common/runtime.py',        # main loop, Intake
+    'src/wallie_cli/wallie_cli/bags.py',                 # rosbag2 record / replay
+    'src/wallie_cli/wallie_cli/observer.py',             # the live-graph harness's observer
+    'src/wallie_cli/wallie_cli/feed.py',                 # and its audio/in feed
+    'src/wallie_cli/wallie_cli/commands/ready.py',
+    'src/wallie_cli/wallie_cli/commands/replay.py',
+}
+
+# mypy's set, named one by one: every ROS-free module of the engine packages. A new engine
+# module must be added here (test_mypy_list_is_complete fails otherwise).
+MYPY_MODULES = [
     'src/wallie_common/wallie_common/model_store.py',
+    'src/wallie_common/wallie_common/restart.py',
+    'src/wallie_common/wallie_common/services.py',
+    'src/wallie_audio/wallie_audio/config.py',
+    'src/wallie_audio/wallie_audio/echo.py',
+    'src/wallie_audio/wallie_audio/endpoint.py',
+    'src/wallie_audio/wallie_audio/fixtures.py',
+    'src/wallie_audio/wallie_audio/voice_gate.py',
+    'src/wallie_audio/wallie_audio/playout.py',
+    'src/wallie_audio/wallie_audio/ring.py',
+    'src/wallie_audio/wallie_audio/sinks.py',
+    'src/wallie_audio/wallie_audio/sources.py',
+    'src/wallie_audio/wallie_audio/vad.py',
+    'src/wallie_audio/wallie_audio/wake.py',
+    'src/wallie_asr/wallie_asr/config.py',
+    'src/wallie_asr/wallie_asr/engine.py',
+    'src/wallie_asr/wallie_asr/fixtures.py',
+    'src/wallie_asr/wallie_asr/streaming.py',
+    'src/wallie_llm/wallie_llm/chunker.py',
+    'src/wallie_llm/wallie_llm/config.py',
+    'src/wallie_llm/wallie_llm/engine.py',
+    'src/wallie_llm/wallie_llm/llama_engine.py',
+    'src/wallie_llm/wallie_llm/memory.py',
+    'src/wallie_llm/wallie_llm/reply.py',
+    'src/wallie_llm/wallie_llm/speech_text.py',
+    'src/wallie_llm/wallie_llm/vllm_engine.py',
+    'src/wallie_tts/wallie_tts/clauses.py',
+    'src/wallie_tts/wallie_tts/config.py',
+    'src/wallie_tts/wallie_tts/engine.py',
+    'src/wallie_tts/wallie_tts/espeak_engine.py',
+    'src/wallie_tts/wallie_tts/normalize.py',
+    'src/wallie_tts/wallie_tts/piper_engine.py',
+    'src/wallie_tts/wallie_tts/stream.py',
+    'src/wallie_tts/wallie_tts/xtts_engine.py',
 ]
+ENGINE_PACKAGES = ('wallie_audio', 'wallie_asr', 'wallie_llm', 'wallie_tts')
 
 
-def _engine_modules() -> list[Path]:
-    out = []
-    for pattern in ENGINE_GLOBS:
-        for path in sorted(ROOT.glob(pattern)):
-            if path.name.endswith('_node.py') or path.name in ('__init__.py', 'bench.py'):
-                continue
-            text = path.read_text()
-            if 'import rclpy' in text or 'from rclpy' in text or '_msgs' in text or \
-                    'wallie_interfaces' in text:
-                continue
-            out.append(path)
-    return out
+def ros_imports(path: Path) -> list[str]:
+    """The ROS modules `path` imports (anywhere in the file, as parsed by ast)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split('.')[0]
+            if top in ROS_ROOTS or top.endswith(('_msgs', '_srvs')):
+                found.append(name)
+    return found
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in ROOT.glob('src/*/*/**/*.py')
+                  if 'test' not in p.relative_to(ROOT).parts)
+
+
+def _ros_by_design(rel: str, path: Path) -> bool:
+    return (path.name.endswith('_node.py') or path.name in ('bench.py',)
+            or path.name.endswith('.launch.py') or rel.startswith('src/wallie_testing/')
+            or rel in ROS_MODULES)
 
 
 def test_ruff():
@@ -39,26 +102,62 @@ def test_ruff():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_only_nodes_benches_and_plumbing_import_ros():
+    """Thin node, fat library: every other module is ROS-free, checked on its parsed imports."""
+    offenders, stale = [], []
+    for path in _sources():
+        rel = str(path.relative_to(ROOT))
+        imports = ros_imports(path)
+        if imports and not _ros_by_design(rel, path):
+            offenders.append(f'{rel}: {imports}')
+        if rel in ROS_MODULES and not imports:
+            stale.append(rel)
+    assert not offenders, offenders
+    assert not stale, f'listed as ROS plumbing but import no ROS: {stale}'
+
+
+def test_ros_import_walk_catches_an_import():
+    """The walk sees imports inside functions and `from x import y`, not only top-level text."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / 'm.py'
+        p.write_text('def f():\n    from rclpy.node import Node\n    import std_msgs.msg\n')
+        assert ros_imports(p) == ['rclpy.node', 'std_msgs.msg']
+        p.write_text('"""Mentions rclpy and audio_common_msgs only in text."""\n')
+        assert ros_imports(p) == []
+
+
+def test_mypy_list_is_complete():
+    """Every ROS-free module of the engine packages is type-checked (none silently dropped)."""
+    missing = []
+    for pkg in ENGINE_PACKAGES:
+        for path in sorted((ROOT / 'src' / pkg / pkg).glob('*.py')):
+            rel = str(path.relative_to(ROOT))
+            if path.name == '__init__.py' or _ros_by_design(rel, path):
+                continue
+            if rel not in MYPY_MODULES:
+                missing.append(rel)
+    assert not missing, f'add to MYPY_MODULES: {missing}'
+    assert all((ROOT / m).is_file() for m in MYPY_MODULES)
+
+
 def test_mypy_engines():
-    modules = _engine_modules()
-    if not modules:
-        pytest.skip('no engine modules yet')
     res = subprocess.run([str(BIN / 'mypy'), '--ignore-missing-imports', '--no-error-summary',
                           '--cache-dir', '/tmp/wallie-mypy-cache', '--follow-imports=silent',
-                          *map(str, modules)], capture_output=True, text=True, cwd=ROOT)
+                          *MYPY_MODULES], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_engines_do_not_import_ros():
-    """Thin node, fat library: an engine module that needs rclpy is a design smell."""
-    names = ['vad', 'wake', 'endpoint', 'echo', 'engine', 'chunker', 'memory', 'normalize',
-             'streaming', 'speech_text']
+def test_pytest_only_in_test_code():
+    """pytest is a test dependency: only tests and wallie_testing.fixtures import it."""
     offenders = []
-    for pkg in ('wallie_audio', 'wallie_asr', 'wallie_llm', 'wallie_tts'):
-        for name in names:
-            path = ROOT / 'src' / pkg / pkg / f'{name}.py'
-            if path.exists():
-                text = path.read_text()
-                if 'rclpy' in text or 'wallie_interfaces' in text:
-                    offenders.append(str(path.relative_to(ROOT)))
+    for path in _sources():
+        rel = str(path.relative_to(ROOT))
+        if rel == 'src/wallie_testing/wallie_testing/fixtures.py':
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            if any(n.split('.')[0] == 'pytest' for n in names):
+                offenders.append(rel)
     assert not offenders, offenders

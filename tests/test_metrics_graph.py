@@ -16,18 +16,8 @@ from types import SimpleNamespace
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from support_graph import (
-    STAMP_ORDER_MS,
-    free_port,
-    new_turn_id,
-    publish_playback,
-    publish_stamps,
-    sockets_of,
-)
 
-from wallie import privacy
 from wallie_common import timeutil
-from wallie_common.testing import NodeProcess, Probe
 from wallie_interfaces.msg import (
     PlaybackEvent,
     ReplyChunk,
@@ -35,6 +25,16 @@ from wallie_interfaces.msg import (
     Transcript,
     TurnMetrics,
     VoiceActivity,
+)
+from wallie_manager import privacy
+from wallie_testing.harness import NodeProcess, Probe
+from wallie_testing.stages import (
+    STAMP_ORDER_MS,
+    free_port,
+    new_turn_id,
+    publish_playback,
+    publish_stamps,
+    sockets_of,
 )
 
 # The probe publishes a whole turn's stamps in one burst (real stages publish a few each).

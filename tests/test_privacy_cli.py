@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from wallie import privacy
 from wallie_common.runtime import OFFLINE_ENV, apply_privacy_env
+from wallie_manager import privacy
 
 WALLIE = str(Path(sys.executable).parent / 'wallie')
 

@@ -1,21 +1,3 @@
-from setuptools import find_packages, setup
+from setuptools import setup
 
-package_name = 'wallie_common'
-
-setup(
-    name=package_name,
-    version='0.1.0',
-    packages=find_packages(exclude=['test']),
-    data_files=[
-        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
-        ('share/' + package_name, ['package.xml']),
-    ],
-    package_data={package_name: ['*.yaml']},
-    install_requires=['setuptools'],
-    zip_safe=True,
-    maintainer='Wallie developers',
-    maintainer_email='dev@wallie.invalid',
-    description='Shared plumbing of the Wallie nodes.',
-    license='MIT',
-    entry_points={'console_scripts': []},
-)
+setup()

@@ -18,9 +18,9 @@ from wallie_asr.config import SAMPLE_RATE
 from wallie_asr.fixtures import nonspeech_clips, normalize_for_wer, speech_clips, wer
 from wallie_common import timeutil
 from wallie_common.qos import UTTERANCE_QOS
-from wallie_common.testing import NodeProcess, Probe
 from wallie_interfaces.msg import StageStamp, Transcript, UtteranceAudio, VoiceActivity
 from wallie_interfaces.srv import Transcribe
+from wallie_testing.harness import NodeProcess, Probe
 
 WER_BOUND = 0.15      # measured 0.06 on these 24 clips with tiny.en int8, 15 s window
 PIECE_S = 0.1

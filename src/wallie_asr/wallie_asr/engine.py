@@ -106,10 +106,6 @@ class AsrResult:
     processing_ms: float = 0.0
     window_s: float = 0.0
 
-    @property
-    def has_speech(self) -> bool:
-        return bool(self.text)
-
 
 @dataclass(frozen=True)
 class Rung:

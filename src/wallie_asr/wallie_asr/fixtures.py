@@ -12,7 +12,7 @@ import numpy as np
 
 from wallie_asr.config import SAMPLE_RATE
 
-DATA_DIR = Path(__file__).resolve().parents[1] / 'test' / 'data'
+DATA_DIR = Path(__file__).with_name('data')  # package data: installed with wallie_asr
 
 _NUMBERS = {str(i): w for i, w in enumerate(
     'zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen '
@@ -35,7 +35,7 @@ class Clip:
 
 
 def speech_clips(data_dir: Optional[Path] = None) -> list[Clip]:
-    """The committed espeak-ng questions (see test/data/make_fixtures.py)."""
+    """The committed espeak-ng questions (see data/make_fixtures.py)."""
     import soundfile as sf
     root = Path(data_dir or DATA_DIR)
     clips = []

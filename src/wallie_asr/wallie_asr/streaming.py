@@ -364,12 +364,6 @@ class TurnStreamer:
                             language=language))
         return fut
 
-    def tick(self) -> None:
-        """Time-based work: END_OF_TURN without a final piece, forgotten turns."""
-        with self._lock:
-            self._tick()
-        self._flush()
-
     def _tick(self) -> None:
         now = self._clock()
         for turn in list(self._turns.values()):

@@ -5,7 +5,7 @@ import pytest
 
 from wallie_audio import config as C
 from wallie_audio.echo import EchoConfig
-from wallie_audio.gate import GateConfig
+from wallie_audio.voice_gate import GateConfig
 
 ALL = C.GATE_SPECS + C.CAPTURE_SPECS + C.PLAYER_SPECS
 

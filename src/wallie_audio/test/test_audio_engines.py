@@ -9,18 +9,6 @@ import pytest
 
 from wallie_audio import fixtures as F
 from wallie_audio.echo import EchoCanceller, ReferenceTimeline, gcc_phat
-from wallie_audio.gate import (
-    BARGE_IN,
-    END_OF_TURN,
-    SPEECH_PROBABLY_ENDED,
-    SPEECH_START,
-    ActivityOut,
-    GateConfig,
-    InterruptOut,
-    PieceOut,
-    VoiceGate,
-    WakeOut,
-)
 from wallie_audio.playout import Playout
 from wallie_audio.ring import MAX_SECONDS, AudioRing
 from wallie_audio.sinks import NullSink, WavSink
@@ -34,6 +22,18 @@ from wallie_audio.sources import (
     paced_replay,
 )
 from wallie_audio.vad import GatedVad, SileroVad, WebRtcPrefilter
+from wallie_audio.voice_gate import (
+    BARGE_IN,
+    END_OF_TURN,
+    SPEECH_PROBABLY_ENDED,
+    SPEECH_START,
+    ActivityOut,
+    GateConfig,
+    InterruptOut,
+    PieceOut,
+    VoiceGate,
+    WakeOut,
+)
 from wallie_audio.wake import (
     NoWake,
     OpenWakeWord,

@@ -45,7 +45,7 @@ def test_wake_word_and_utterance_boundaries(probe, node_process, tmp_path):
     utts = probe.subscribe('voice/utterance', UtteranceAudio, UTTERANCE_QOS)
     stamps = probe.subscribe('metrics/stamps', StageStamp)
     mic = probe.subscribe('audio/in', AudioFrame, AUDIO_QOS)
-    gate = node_process('gate_node', params={
+    gate = node_process('voice_gate_node', params={
         'autostart': True, 'wake.engine': 'openwakeword', 'wake.word': 'hey_jarvis',
         'wake.followup_ms': 0})
     probe.wait_for_topic('voice/activity', procs=[gate])
@@ -214,7 +214,7 @@ def test_echo_does_not_barge_in_but_user_does_and_player_flushes(probe, node_pro
     acts = probe.subscribe('voice/activity', VoiceActivity)
     utts = probe.subscribe('voice/utterance', UtteranceAudio, UTTERANCE_QOS)
     out = probe.publisher('audio/out', AudioFrame, REPLY_AUDIO_QOS)
-    gate = node_process('gate_node', params={'autostart': True, 'wake.engine': 'none'})
+    gate = node_process('voice_gate_node', params={'autostart': True, 'wake.engine': 'none'})
     player = node_process('player_node', params={'autostart': True, 'sink': 'null'})
     procs = [gate, player]
     probe.wait_for_topic('playback/events', procs=procs)
@@ -270,32 +270,8 @@ def test_echo_does_not_barge_in_but_user_does_and_player_flushes(probe, node_pro
 
 
 def _write_bag(path, audio16k: np.ndarray, start_ns: int):
-    """An mcap rosbag2 of 32 ms AudioFrames on /audio/in (wallie.bags when installed)."""
-    try:
-        from wallie.bags import write_audio_bag
-    except ImportError:                       # bringup package absent: same thing by hand
-        from pathlib import Path
-
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-        ts = get_typestore(Stores.ROS2_JAZZY)
-        msgdef = (Path(__file__).resolve().parents[2] / 'wallie_interfaces' / 'msg' /
-                  'AudioFrame.msg').read_text()
-        name = 'wallie_interfaces/msg/AudioFrame'
-        ts.register(get_types_from_msg(msgdef, name))
-        T, H = ts.types[name], ts.types['std_msgs/msg/Header']
-        Time = ts.types['builtin_interfaces/msg/Time']
-        pcm = (np.clip(audio16k, -1, 1) * 32767).astype('<i2')
-        with Writer(Path(path), version=9, storage_plugin=StoragePlugin.MCAP) as w:
-            conn = w.add_connection('/audio/in', name, typestore=ts)
-            for seq, i in enumerate(range(0, pcm.shape[0], 512)):
-                st = start_ns + i * 62500
-                m = T(header=H(stamp=Time(sec=st // NS, nanosec=st % NS), frame_id='bag'),
-                      sample_rate=16000, channels=1, encoding='S16LE', seq=seq, stream_id='',
-                      segment=0, end_of_segment=False, end_of_stream=False,
-                      data=np.frombuffer(pcm[i:i + 512].tobytes(), np.uint8))
-                w.write(conn, st, ts.serialize_cdr(m, name))
-        return path
+    """An mcap rosbag2 of 32 ms AudioFrames on /audio/in."""
+    from wallie_cli.bag_files import write_audio_bag
     return write_audio_bag(path, audio16k, 16000, 32, start_ns=start_ns)
 
 
@@ -350,7 +326,7 @@ def test_push_to_talk_and_listen_action(probe, node_process):
     utts = probe.subscribe('voice/utterance', UtteranceAudio, UTTERANCE_QOS)
     asr = probe.publisher('transcript', Transcript)
     # an acoustic wake word is configured: only push-to-talk / listen can open these turns
-    gate = node_process('gate_node', params={
+    gate = node_process('voice_gate_node', params={
         'autostart': True, 'wake.engine': 'openwakeword', 'wake.followup_ms': 0,
         'endpoint.min_silence_ms': 2000})
     probe.wait_for_topic('voice/activity', procs=[gate])
@@ -434,7 +410,7 @@ def test_lifecycle_loop_then_a_good_turn(probe, node_process, tmp_path):
     utts = probe.subscribe('voice/utterance', UtteranceAudio, UTTERANCE_QOS)
     events = probe.subscribe('playback/events', PlaybackEvent)
     out = probe.publisher('audio/out', AudioFrame, REPLY_AUDIO_QOS)
-    gate = node_process('gate_node', params={'wake.engine': 'none'})
+    gate = node_process('voice_gate_node', params={'wake.engine': 'none'})
     player = node_process('player_node', params={'sink': 'null'})
     cap = node_process('capture_node', params={
         'source': 'file', 'file.path': str(wav), 'file.realtime': True,

@@ -44,7 +44,7 @@ def _capture_topic(ctx, tmp_path):
 
 
 def _gate(ctx, tmp_path):
-    from wallie_audio.gate_node import VoiceGateNode
+    from wallie_audio.voice_gate_node import VoiceGateNode
     return VoiceGateNode(context=ctx, parameter_overrides=_params(**{'wake.engine': 'none'}))
 
 

@@ -15,7 +15,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from wallie_audio import fixtures as F
-from wallie_common.testing import wait_param
+from wallie_testing.harness import wait_param
 
 OK = TransitionCallbackReturn.SUCCESS
 

@@ -26,7 +26,10 @@ import numpy as np
 
 from wallie_audio import fixtures as F
 from wallie_audio.echo import EchoCanceller
-from wallie_audio.gate import (
+from wallie_audio.playout import Playout
+from wallie_audio.sinks import NullSink
+from wallie_audio.vad import GatedVad, SileroVad
+from wallie_audio.voice_gate import (
     END_OF_TURN,
     ActivityOut,
     GateConfig,
@@ -34,9 +37,6 @@ from wallie_audio.gate import (
     VoiceGate,
     WakeOut,
 )
-from wallie_audio.playout import Playout
-from wallie_audio.sinks import NullSink
-from wallie_audio.vad import GatedVad, SileroVad
 from wallie_audio.wake import NoWake, OpenWakeWord
 
 T0 = 1_700_000_000 * 10**9

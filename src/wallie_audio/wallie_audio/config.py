@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from wallie_audio.echo import EchoConfig
 from wallie_audio.endpoint import VAD_END_LAG_MS, EndpointConfig
-from wallie_audio.gate import ECHO_MODES, GateConfig
+from wallie_audio.voice_gate import ECHO_MODES, GateConfig
 from wallie_audio.wake import ENGINES
 
 

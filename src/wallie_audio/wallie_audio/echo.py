@@ -152,10 +152,6 @@ class EchoCanceller:
         self.erle_avg = 0.0            # dB, EMA over echo-only blocks
         self.noise = 1e-6              # microphone noise floor (energy), slow minimum tracker
 
-    def reset_filter(self) -> None:
-        self._W[:] = 0
-        self._x_old[:] = 0
-
     def _estimate(self, end_idx: int) -> None:
         c = self.config
         max_lag = int(c.max_delay_ms * RATE / 1000)

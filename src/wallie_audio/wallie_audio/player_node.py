@@ -10,9 +10,9 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.publisher import Publisher
 
 from wallie_audio import config as C
-from wallie_audio.gate_node import _params
 from wallie_audio.playout import Playout, Report
 from wallie_audio.sinks import make_sink
+from wallie_audio.voice_gate_node import _params
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
 from wallie_common.node_base import StageNode

@@ -54,11 +54,6 @@ class AudioRing:
                 return no
         return self.oldest_no
 
-    def stamp_of(self, no: int) -> int:
-        for n, stamp, _ in self._iter_from(no):
-            return stamp
-        return 0
-
     def _iter_from(self, no: int) -> Iterator[tuple[int, int, np.ndarray]]:
         if not self._blocks:
             return

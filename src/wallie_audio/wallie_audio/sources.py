@@ -13,7 +13,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -46,12 +45,6 @@ class StreamResampler:
         if self._rs is None:
             return x.astype(np.float32, copy=False)
         return self._rs.resample_chunk(np.ascontiguousarray(x, dtype=np.float32), last=last)
-
-
-@dataclass
-class CleanStats:
-    repaired: dict
-    rejected: dict
 
 
 class FrameCleaner:

@@ -114,17 +114,3 @@ class GatedVad:
             self._quiet = 0
         self.calls += 1
         return self.silero.prob(block)
-
-
-class EnergyVad:
-    """A trivial energy detector (unit tests of glue only; not used by default)."""
-
-    def __init__(self, threshold_db: float = -40.0) -> None:
-        self.threshold_db = threshold_db
-
-    def reset(self) -> None:
-        pass
-
-    def prob(self, block: np.ndarray) -> float:
-        rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64)) + 1e-12))
-        return 1.0 if 20 * np.log10(rms) >= self.threshold_db else 0.0

@@ -101,7 +101,7 @@ SUBSCRIBER = textwrap.dedent('''
 
 def test_every_message_crosses_processes(probe, tmp_path):
     """Each message goes to another process over DDS and comes back intact."""
-    from wallie_common.testing import NodeProcess
+    from wallie_testing.harness import NodeProcess
     script = tmp_path / 'echo.py'
     script.write_text(SUBSCRIBER)
     echo = NodeProcess(str(script), name='echo', args=MSGS, workdir=tmp_path)

@@ -1,7 +1,7 @@
 """The shutdown-safe main loop shared by every Wallie node executable.
 
 rclpy's default signal handling races with node destruction on the PyPI wheels (nodes hung
-at 100 % CPU in destroy_node, see DESIGN.md §3). Here SIGINT/SIGTERM only set a flag; the
+at 100 % CPU in destroy_node and ignored SIGTERM). Here SIGINT/SIGTERM only set a flag; the
 loop notices it, then tears down in a fixed order.
 """
 

@@ -8,7 +8,6 @@ from rclpy.action import ActionClient
 from std_msgs.msg import String
 
 from wallie_common.qos import STATE_QOS
-from wallie_common.testing import NodeProcess, Probe
 from wallie_interfaces.action import Ask
 from wallie_interfaces.msg import (
     Interrupt,
@@ -20,6 +19,7 @@ from wallie_interfaces.msg import (
 )
 from wallie_interfaces.srv import ResetConversation
 from wallie_llm.memory import HISTORY_FORMAT
+from wallie_testing.harness import NodeProcess, Probe
 
 pytestmark = pytest.mark.slow
 REPLY_TIMEOUT_S = 60.0

@@ -123,9 +123,9 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------- graph mode
 def bench_graph(args: argparse.Namespace) -> dict[str, Any]:
-    from wallie_common.testing import NodeProcess, Probe, configure_ros_env
     from wallie_interfaces.msg import ReplyChunk, Transcript
     from wallie_interfaces.srv import ResetConversation
+    from wallie_testing.harness import NodeProcess, Probe, configure_ros_env
     configure_ros_env()
     params = {'llm.temperature': 0.0, 'llm.threads': args.threads,
               'llm.max_tokens': args.max_tokens, 'llm.model': args.model,

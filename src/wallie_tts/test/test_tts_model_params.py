@@ -11,7 +11,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
-from wallie_common.testing import wait_param
+from wallie_testing.harness import wait_param
 
 OK = TransitionCallbackReturn.SUCCESS
 

@@ -96,8 +96,8 @@ def run_inprocess(engine_name: str, repeats: int, split: bool, out_rate: int,
 
 def run_graph(repeats: int, out_rate: int) -> dict[str, Any]:
     from wallie_common.qos import REPLY_AUDIO_QOS
-    from wallie_common.testing import NodeProcess, Probe, configure_ros_env
     from wallie_interfaces.msg import AudioFrame, ReplyChunk
+    from wallie_testing.harness import NodeProcess, Probe, configure_ros_env
 
     configure_ros_env()
     probe = Probe('tts_bench_probe')

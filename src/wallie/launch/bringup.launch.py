@@ -1,0 +1,14 @@
+"""Alias of wallie_bringup's bringup.launch.py: `ros2 launch wallie bringup.launch.py`."""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+
+def generate_launch_description():
+    share = get_package_share_directory('wallie_bringup')
+    path = os.path.join(share, 'launch', 'bringup.launch.py')
+    return LaunchDescription([IncludeLaunchDescription(PythonLaunchDescriptionSource(path))])

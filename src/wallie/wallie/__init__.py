@@ -1,1 +1,0 @@
-"""Wallie bringup: launch, parameters, manager, metrics and the wallie CLI."""

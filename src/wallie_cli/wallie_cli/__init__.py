@@ -1,0 +1,1 @@
+"""The wallie command and the live-graph harness it uses (bench, ask, demo, record, replay)."""

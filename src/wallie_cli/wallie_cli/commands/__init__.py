@@ -1,0 +1,1 @@
+"""The wallie subcommands, one module each (cli.py dispatches)."""

@@ -1,0 +1,1 @@
+"""Wallie manager: lifecycle driver, restarts, governor, turn metrics and diagnostics."""
