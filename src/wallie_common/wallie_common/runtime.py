@@ -99,11 +99,7 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         node.get_logger().fatal(f'unhandled exception: {exc!r}')
         code = 1
     finally:
-        # A callback that never returns (a stuck goal, a blocked engine) must not keep the
-        # process alive: supervisors escalate to SIGKILL, which leaves DDS shared memory behind.
-        watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _force_exit, args=(node, code))
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = shutdown_watchdog(node, code)
         _shutdown_lifecycle(node)
         teardown(node, executor)
         watchdog.cancel()
@@ -139,6 +135,16 @@ def _settle(tasks: list, wait_s: float) -> None:
 # launch_ros escalates SIGINT -> SIGTERM after 5 s (sigterm_timeout) and -> SIGKILL 5 s later;
 # a node must be gone before the first escalation.
 SHUTDOWN_WATCHDOG_S = 4.0
+
+
+def shutdown_watchdog(node, code: int) -> threading.Timer:
+    """Start the bound on a teardown (cancel it when done). A callback that never returns (a
+    stuck goal, a blocked engine) must not keep the process alive: supervisors escalate to
+    SIGKILL, which leaves DDS shared memory behind."""
+    watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _force_exit, args=(node, code))
+    watchdog.daemon = True
+    watchdog.start()
+    return watchdog
 
 
 def ignore_stop_signals() -> None:

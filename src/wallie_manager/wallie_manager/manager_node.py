@@ -51,9 +51,15 @@ from wallie_bringup import config as wconfig
 from wallie_bringup import graph as wgraph
 from wallie_common import params as P
 from wallie_common import services, timeutil
+from wallie_common.node_base import DIAGNOSTICS_TOPIC
 from wallie_common.qos import EVENT_QOS, STATE_QOS
 from wallie_common.restart import Backoff, RestartTracker
-from wallie_common.runtime import apply_privacy_env
+from wallie_common.runtime import (
+    apply_privacy_env,
+    ignore_stop_signals,
+    shutdown_watchdog,
+    teardown,
+)
 from wallie_interfaces.msg import (
     AssistantState,
     PlaybackEvent,
@@ -233,8 +239,8 @@ class ManagerNode(Node):
         self._ready_at: float | None = None
 
         self._state_pub = self.create_publisher(AssistantState, 'assistant/state', STATE_QOS)
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50,
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50,
                                  callback_group=self._cbg)
         self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity, EVENT_QOS)
         self.create_subscription(WakeWord, 'voice/wake', self._on_wake, EVENT_QOS)
@@ -966,10 +972,10 @@ def main(args: list[str] | None = None) -> None:
     apply_privacy_env()
     stop = threading.Event()
     reload = threading.Event()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ManagerNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -987,14 +993,15 @@ def main(args: list[str] | None = None) -> None:
         node.get_logger().fatal(f'unhandled exception: {exc!r}')
         code = 1
     finally:
+        watchdog = shutdown_watchdog(node, code)
         try:
             node.stop()   # needs the executor still spinning
         finally:
             _SPIN_STOP.set()
             spin.join(2.0)
-            executor.shutdown(timeout_sec=1.0)
-            node.destroy_node()
-            rclpy.try_shutdown()
+            teardown(node, executor)
+            watchdog.cancel()
+            ignore_stop_signals()
     sys.exit(code)
 
 
