@@ -64,6 +64,9 @@ MYPY_MODULES = [
     'src/wallie_tts/wallie_tts/piper_engine.py',
     'src/wallie_tts/wallie_tts/stream.py',
     'src/wallie_tts/wallie_tts/xtts_engine.py',
+    'src/wallie_manager/wallie_manager/governor.py',
+    'src/wallie_manager/wallie_manager/manager_logic.py',
+    'src/wallie_manager/wallie_manager/stage_watcher.py',
 ]
 ENGINE_PACKAGES = ('wallie_audio', 'wallie_asr', 'wallie_llm', 'wallie_tts')
 

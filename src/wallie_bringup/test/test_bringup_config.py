@@ -214,7 +214,7 @@ def test_manager_parameters_in_profiles_exist():
 
 
 def test_profile_ladders_name_real_parameters():
-    from wallie_manager.manager_logic import parse_ladder
+    from wallie_manager.governor import parse_ladder
     checked = 0
     for path in C.config_dir().glob('*.yaml'):
         ladder = C.load_params_file(path).get('manager', {}).get('governor.ladder', [])

@@ -9,8 +9,7 @@ import yaml
 
 from wallie_bringup import bringup, graph
 
-ROOT = Path(__file__).resolve().parents[3]
-LAUNCH = ROOT / 'launch'
+LAUNCH = Path(__file__).resolve().parents[1] / 'launch'
 
 
 def test_contract_nodes_and_executables():

@@ -27,7 +27,9 @@ def test_up_ready_kill9_recovery_and_clean_shutdown(up, probe):
     u.wait_ready(60)
     probe.wait_for(lambda: states and states[-1].ready, 10, 'ready on assistant/state')
     assert states[-1].state == AssistantState.IDLE
-    assert 'READY' in u.output()
+    # `wallie up` echoes READY when its own poll of state.json sees it, which can be a
+    # moment after this test read the same file: wait for the line, don't race it.
+    u.wait(lambda: 'READY' in u.output(), 10, 'READY in the output of wallie up')
     for name, _ in STAGES:
         assert state_of(probe, name) == 'active'
 

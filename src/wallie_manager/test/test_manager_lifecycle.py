@@ -17,8 +17,9 @@ from lifecycle_msgs.srv import ChangeState
 
 from wallie_common.qos import STATE_QOS
 from wallie_interfaces.msg import AssistantState
+from wallie_testing import dummy_stage
 
-DUMMY = str(Path(__file__).with_name('dummy_stage.py'))
+DUMMY = dummy_stage.__file__
 
 
 def graph_file(path, names_after):

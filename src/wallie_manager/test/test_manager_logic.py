@@ -1,6 +1,4 @@
-"""The manager's policies without ROS: lifecycle steps, backoff, restart loop cap, governor."""
-
-import math
+"""The manager's policies without ROS: lifecycle steps, backoff, restart loop cap, summary."""
 
 import pytest
 from lifecycle_msgs.msg import Transition
@@ -61,56 +59,30 @@ def test_restart_loop_is_capped_then_cools_down():
     assert t2.record_failure(100) == 0.5 and t2.total == 3
 
 
-def test_parse_ladder():
-    rung = L.parse_rung('llm:llm.max_tokens=96; !asr:asr.compute_type=int8 ;tts:x=true')
-    assert rung == (L.Assignment('llm', 'llm.max_tokens', 96),
-                    L.Assignment('asr', 'asr.compute_type', 'int8', reconfigure=True),
-                    L.Assignment('tts', 'x', True))
-    for bad in ('llm.max_tokens=96', 'llm:=3', 'llm:x=[1, 2]'):
-        with pytest.raises(ValueError):
-            L.parse_rung(bad)
+class _St:
+    def __init__(self, name, phase, required=True, detail='', label='active'):
+        self.spec = type('Spec', (), {'name': name, 'required': required})()
+        self.phase, self.detail, self.label = phase, detail, label
 
 
-def test_rung_values_are_cumulative_and_restore_the_baseline():
-    ladder = L.parse_ladder(['llm:t=96', 'asr:c=int8; llm:t=64'])
-    base = {('llm', 't'): 256, ('asr', 'c'): 'float16'}
-    assert L.rung_values(ladder, 0, base) == base
-    assert L.rung_values(ladder, 1, base) == {('llm', 't'): 96, ('asr', 'c'): 'float16'}
-    assert L.rung_values(ladder, 2, base) == {('llm', 't'): 64, ('asr', 'c'): 'int8'}
+def test_summary():
+    up = [_St('asr', 'active'), _St('tts', 'active')]
+    assert L.summarize(up, False, L.IDLE)[:2] == (L.STARTING, False)
+    assert L.summarize(up, True, L.IDLE) == (L.IDLE, True, '')
+    assert L.summarize(up, True, L.SPEAKING, 'governor step 1/2: slow') == \
+        (L.SPEAKING, True, 'governor step 1/2: slow')
+    assert L.summarize(up, True, L.IDLE, 'governor step 1/2: slow')[0] == L.DEGRADED
+    optional_down = up + [_St('wake', 'recovering', required=False, detail='crashed')]
+    assert L.summarize(optional_down, True, L.IDLE) == (L.DEGRADED, True, 'wake: crashed')
+    down = [_St('asr', 'recovering', detail='restart 1 in 0.5 s'), _St('tts', 'active')]
+    assert L.summarize(down, True, L.IDLE) == (L.DEGRADED, False,
+                                                'asr: restart 1 in 0.5 s')
+    failed = [_St('asr', 'failed', detail='restart loop'), _St('tts', 'active')]
+    assert L.summarize(failed, True, L.IDLE) == (L.ERROR, False, 'asr: restart loop')
 
 
-def test_governor_steps_down_on_latency_and_back_up():
-    g = L.Governor(rungs=2, budget_ms=1000, window=3, up_turns=4, up_ratio=0.5, cooldown_s=10)
-    now = 0.0
-    assert g.on_latency(1500, now) is None and g.on_latency(1600, now) is None
-    assert g.on_latency(1700, now) == 1          # median of 3 over budget
-    assert 'median latency' in g.reason
-    for _ in range(3):                           # cool-down: no second step at once
-        assert g.on_latency(2000, now + 1) is None
-    assert g.on_latency(2000, now + 11) == 2
-    for i in range(3):                           # lowest step reached
-        assert g.on_latency(5000, now + 30 + i) is None
-    assert 'lowest' in g.reason
-    # good turns: a step up only after 4 in a row and 10 s without trouble
-    results = [g.on_latency(300, now + 100 + 4 * i) for i in range(8)]
-    first_up = next(i for i, r in enumerate(results) if r is not None)
-    assert results[first_up] == 1 and first_up >= 3
-    assert 'stepping back up' in g.reason
-    assert g.on_latency(math.nan, now + 200) is None
-
-
-def test_governor_oom_steps_down_at_once():
-    g = L.Governor(rungs=3, cooldown_s=1000)
-    assert g.on_oom(0.0) == 1
-    assert g.on_oom(0.1) == 2                    # OOM ignores the cool-down
-    assert g.on_latency(10, 5.0) is None         # no step up right after trouble
-
-
-def test_turn_latency_joins_stamps():
-    t = L.TurnLatency(max_turns=2)
-    assert t.add('a', 'speech_end', 1_000_000_000) is None
-    assert t.add('a', 'first_audible', 1_700_000_000) == pytest.approx(700.0)
-    assert t.add('', 'speech_end', 5) is None
-    for turn in 'bcd':
-        t.add(turn, 'speech_end', 1)
-    assert t.add('b', 'first_audible', 2) is None    # evicted (bounded memory)
+def test_oom_marker():
+    assert L.oom_marker([('gpu_oom_count', '2')], 'ok') == 'gpu_oom_count=2'
+    assert L.oom_marker([('gpu_oom_count', '0')], 'ok') == ''
+    assert L.oom_marker([], 'CUDA out of memory') == 'msg:CUDA out of memory'
+    assert L.oom_marker([], 'room tone') == ''
