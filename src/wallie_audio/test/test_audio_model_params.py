@@ -22,7 +22,7 @@ OK = TransitionCallbackReturn.SUCCESS
 
 @pytest.fixture
 def gate(ros_context):
-    from wallie_audio.gate_node import VoiceGateNode
+    from wallie_audio.voice_gate_node import VoiceGateNode
     node = VoiceGateNode(context=ros_context,
                          parameter_overrides=[Parameter('wake.engine', value='none')])
     yield node
