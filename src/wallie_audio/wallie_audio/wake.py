@@ -52,7 +52,7 @@ class OpenWakeWord:
     def __init__(self, models: Sequence[str] = ('hey_jarvis',), sensitivity: float = 0.5,
                  refractory_ms: int = 1500) -> None:
         from openwakeword.model import Model
-        paths = [oww_model_path(m) or m for m in models]
+        paths = [oww_model_file(m) or m for m in models]   # bundled: by name
         self._model = Model(wakeword_models=paths, inference_framework='onnx')
         self.keywords = list(self._model.models.keys())
         self.threshold = sensitivity_to_threshold(sensitivity)
@@ -201,19 +201,22 @@ class NoWake:
         return None
 
 
-def oww_model_path(name: str) -> str | None:
-    """The openWakeWord ONNX model for `name`: a file path, `<name>.onnx` in WAKE_WORD_DIR,
-    or a model bundled with openWakeWord (matched as openWakeWord does); None if none."""
+def oww_model_file(name: str) -> str | None:
+    """A user's openWakeWord ONNX model for `name`: a file path, or `<name>.onnx` in
+    WAKE_WORD_DIR; None if neither (it may still be a model bundled with openWakeWord)."""
     path = Path(name).expanduser()
     if path.is_file():
         return str(path)
     if (WAKE_WORD_DIR / f'{name}.onnx').is_file():
         return str(WAKE_WORD_DIR / f'{name}.onnx')
-    import openwakeword
-    for bundled in openwakeword.get_pretrained_model_paths('onnx'):
-        if name.replace(' ', '_') in Path(bundled).name and Path(bundled).is_file():
-            return bundled
     return None
+
+
+def oww_bundled(name: str) -> bool:
+    """True if openWakeWord ships a model for `name` (matched as openWakeWord does)."""
+    import openwakeword
+    return any(name.replace(' ', '_') in Path(bundled).name and Path(bundled).is_file()
+               for bundled in openwakeword.get_pretrained_model_paths('onnx'))
 
 
 def check_wake(engine: str, wake_word: str) -> str | None:
@@ -222,7 +225,7 @@ def check_wake(engine: str, wake_word: str) -> str | None:
     if engine != 'openwakeword':
         return None
     words = [w.strip() for w in wake_word.split(',') if w.strip()] or ['hey_jarvis']
-    missing = [w for w in words if oww_model_path(w) is None]
+    missing = [w for w in words if oww_model_file(w) is None and not oww_bundled(w)]
     if not missing:
         return None
     return (f"wake.word: no openWakeWord model for {', '.join(repr(w) for w in missing)}: "
