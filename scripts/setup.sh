@@ -122,7 +122,7 @@ if ! stamp_ok interfaces "$if_hash" || ! "$VENV/bin/python" -c "import wallie_in
 fi
 
 # 6. The Wallie packages (editable: a source edit needs no reinstall) ----------------------
-pkgs=(wallie_common wallie_testing wallie_audio wallie_asr wallie_llm wallie_tts wallie_bringup wallie_manager wallie_cli)
+pkgs=(wallie_common wallie_testing wallie_audio wallie_asr wallie_llm wallie_tts wallie_eval wallie_bringup wallie_manager wallie_cli)
 pkg_hash=$(hash_of $(for p in "${pkgs[@]}"; do echo "$ROOT/src/$p/setup.py" "$ROOT/src/$p/setup.cfg"; done))
 if ! stamp_ok packages "$pkg_hash$ROOT"; then
   say "installing the Wallie packages (editable)"

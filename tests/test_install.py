@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ['wallie_common', 'wallie_testing', 'wallie_audio', 'wallie_asr', 'wallie_llm',
-            'wallie_tts', 'wallie_bringup', 'wallie_manager', 'wallie_cli', 'wallie']
+            'wallie_tts', 'wallie_eval', 'wallie_bringup', 'wallie_manager', 'wallie_cli',
+            'wallie']
 PY = f'python{sys.version_info.major}.{sys.version_info.minor}'
 
 

@@ -48,6 +48,7 @@ MYPY_MODULES = [
     'src/wallie_asr/wallie_asr/engine.py',
     'src/wallie_asr/wallie_asr/fixtures.py',
     'src/wallie_asr/wallie_asr/streaming.py',
+    'src/wallie_asr/wallie_asr/reliability.py',
     'src/wallie_llm/wallie_llm/chunker.py',
     'src/wallie_llm/wallie_llm/config.py',
     'src/wallie_llm/wallie_llm/engine.py',

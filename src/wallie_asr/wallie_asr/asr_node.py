@@ -24,6 +24,7 @@ from wallie_asr.engine import (
     resample_to_16k,
     resolve_model_path,
 )
+from wallie_asr.reliability import ReliabilityConfig, unreliable_reason
 from wallie_asr.streaming import EARLY, FINAL, PARTIAL, TranscriptEvent, TurnStreamer
 from wallie_common import params as P
 from wallie_common import timeutil
@@ -61,6 +62,14 @@ PARAMS = (
             'trusted.', min=-10.0, max=0.0),
     P.Param('asr.min_avg_logprob', -1.5, 'Transcripts with a lower average log-prob are '
             'dropped.', min=-10.0, max=0.0),
+    P.Param('asr.reject.enabled', True, 'Mark finals Whisper was unsure of as unreliable: the '
+            'LLM then says llm.not_heard_reply instead of answering.'),
+    P.Param('asr.reject.min_avg_logprob', ReliabilityConfig.min_avg_logprob,
+            'Unreliable below this average token log-prob.', min=-10.0, max=0.0),
+    P.Param('asr.reject.max_no_speech_prob', ReliabilityConfig.max_no_speech_prob,
+            'Unreliable above this no-speech probability.', min=0.0, max=1.0),
+    P.Param('asr.reject.max_compression_ratio', ReliabilityConfig.max_compression_ratio,
+            'Unreliable above this zlib compression ratio of the text.', min=1.0, max=10.0),
     P.Param('asr.compression_ratio_threshold', 2.4, 'Transcripts more repetitive than this '
             '(zlib ratio) are dropped.', min=1.0, max=10.0),
     P.Param('asr.min_rms_dbfs', -60.0, 'Audio quieter than this RMS level is silence and not '
@@ -118,6 +127,13 @@ class AsrNode(StageNode):
             compression_ratio_threshold=p['asr.compression_ratio_threshold'],
             min_rms_dbfs=p['asr.min_rms_dbfs'],
             filler_phrases=tuple(p['asr.filler_phrases'] or ()))
+
+    def reliability_config(self) -> ReliabilityConfig:
+        p = self.params
+        return ReliabilityConfig(enabled=p['asr.reject.enabled'],
+                                 min_avg_logprob=p['asr.reject.min_avg_logprob'],
+                                 max_no_speech_prob=p['asr.reject.max_no_speech_prob'],
+                                 max_compression_ratio=p['asr.reject.max_compression_ratio'])
 
     def stream_config(self) -> StreamConfig:
         p = self.params
@@ -395,6 +411,13 @@ class AsrNode(StageNode):
         msg.processing_ms = float(ev.result.processing_ms)
         if ev.kind != PARTIAL and ev.speech_end_ns:
             msg.speech_end = timeutil.to_msg(ev.speech_end_ns)
+        if ev.kind != PARTIAL and ev.text:
+            r = ev.result
+            msg.unreliable = unreliable_reason(ev.text, r.avg_logprob, r.no_speech_prob,
+                                               r.compression_ratio, r.audio_s,
+                                               self.reliability_config()) or ''
+            if msg.unreliable and ev.kind == FINAL:
+                self.diag.count(f'unreliable.{msg.unreliable}')
         pub.publish(msg)
         if ev.first_partial:
             self.publish_stamp(ev.turn_id, StageStamp.ASR_FIRST_PARTIAL, now)

@@ -76,7 +76,7 @@ NODES: tuple[NodeSpec, ...] = (
              description='Brings the stages up, watches and restarts them.'),
 )
 
-PROFILES = ('cpu', 'gpu')
+PROFILES = ('cpu', 'cpu-accurate', 'gpu')
 
 
 # -- graph files and queries ----------------------------------------------------------------

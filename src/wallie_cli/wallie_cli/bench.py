@@ -493,7 +493,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument('--sets', default=','.join(DEFAULT_SETS), metavar='A,B',
                    help=f'fixture sets to replay (default {",".join(DEFAULT_SETS)})')
     p.add_argument('--only', default='', metavar='NAME,...', help='only these fixtures')
-    p.add_argument('--profile', choices=('cpu', 'gpu'), default='cpu',
+    p.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default='cpu',
                    help='parameter profile (default cpu)')
     p.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
                    help='override one ROS parameter (repeatable)')

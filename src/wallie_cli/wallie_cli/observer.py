@@ -249,7 +249,8 @@ class Observer:
             self._turn(msg.turn_id).transcripts.append({
                 'text': msg.text, 'is_final': msg.is_final,
                 'is_early_final': msg.is_early_final, 'confidence': float(msg.confidence),
-                'processing_ms': float(msg.processing_ms), 'recv_ns': time.time_ns()})
+                'processing_ms': float(msg.processing_ms),
+                'unreliable': str(getattr(msg, 'unreliable', '')), 'recv_ns': time.time_ns()})
             self._notify()
 
     def _on_reply(self, msg: Any) -> None:

@@ -65,9 +65,9 @@ class Harness:
         assert self.node.trigger_activate() == SUCCESS
         return self
 
-    def transcript(self, turn, text, final=True, early=False):
+    def transcript(self, turn, text, final=True, early=False, unreliable=''):
         self.node._on_transcript(Transcript(turn_id=turn, text=text, is_final=final,
-                                            is_early_final=early))
+                                            is_early_final=early, unreliable=unreliable))
 
     def chunks(self, turn):
         return [m for m in self.reply.msgs if m.turn_id == turn]
@@ -133,6 +133,21 @@ def test_configure_fails_cleanly_when_the_model_cannot_load(harness):
     assert 'model load failed' in h.node.diag.message
     h.fail_load = False
     h.up()                                           # retryable
+
+
+def test_an_unreliable_final_is_not_answered(harness):
+    """The ASR marked the transcript unreliable: the node says the not-heard reply, starts
+    nothing from the early final, remembers nothing and counts the reason."""
+    h = harness().up()
+    h.node.set_parameters([Parameter('llm.not_heard_reply', value='Say that again?')])
+    h.transcript('t7', 'Which planet is normal marine planet?', final=False, early=True,
+                 unreliable='low_logprob')
+    assert h.node._speculative == {}
+    h.transcript('t7', 'Which planet is normal marine planet?', unreliable='low_logprob')
+    assert text_of(h.wait_final('t7')) == 'Say that again?'
+    h.idle()
+    assert len(h.node._memory) == 0
+    assert h.node.diag.counts().get('not_heard.low_logprob') == 1
 
 
 def test_final_transcript_gives_chunks_and_stamps(harness):

@@ -121,3 +121,16 @@ def test_heard_text():
     assert heard_text(chunks, 1, 0.5) == 'Once upon a time, there was...'
     assert heard_text(chunks, 3, 0.0) == ' '.join(chunks)
     assert heard_text(chunks, 9, 1.0) == ' '.join(chunks)
+
+
+def test_an_unreliable_transcript_gets_the_not_heard_reply_and_leaves_no_trace():
+    _, mem, gen = make({'Which planet is normal marine planet?': 'It is Earth.'},
+                       not_heard_reply='Pardon?')
+    out = []
+    res = gen.run('t2', 'Which planet is normal marine planet?', threading.Event(),
+                  on_chunk=lambda i, t, f: out.append((i, t, f)), not_heard='low_logprob')
+    assert out == [(0, 'Pardon?', True)]
+    assert res.finish == 'not_heard' and res.not_heard == 'low_logprob'
+    assert res.first_chunk_ns
+    gen.commit(res)
+    assert len(mem) == 0                          # nothing of the turn is remembered

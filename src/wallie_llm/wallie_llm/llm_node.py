@@ -51,6 +51,7 @@ from wallie_interfaces.msg import (
 from wallie_interfaces.srv import ResetConversation
 from wallie_llm.config import (
     ENGINES,
+    NOT_HEARD_REPLY,
     EngineConfig,
     chunker_from_params,
     engine_from_params,
@@ -98,6 +99,8 @@ PARAMS = (
     P.Param('llm.top_p', 0.9, 'Nucleus sampling probability mass.', min=0.01, max=1.0),
     P.Param('llm.max_reply_chars', 600, 'Most characters spoken in one reply (cut at a '
             'sentence end).', min=20, max=20000),
+    P.Param('llm.not_heard_reply', NOT_HEARD_REPLY, 'Said instead of an answer when the ASR '
+            'marks the transcript unreliable (asr.reject.*).'),
     P.Param('llm.max_input_chars', 1000, 'Longer transcripts / questions are cut to this.',
             min=10, max=20000),
     P.Param('llm.system_prompt', '', 'Persona / system prompt; empty = the built-in one.'),
@@ -157,6 +160,7 @@ class _Job:
         self.first_token_ns = 0
         self.token_stamped = False
         self.chunk_stamped = False
+        self.not_heard = ''                   # unreliable transcript: say so, don't answer
 
     def discard(self) -> None:
         self.discarded.set()
@@ -457,7 +461,8 @@ class LlmNode(StageNode):
                 # Speculative start: from the early final, or sooner from a partial that
                 # already reads complete. A later early final with other words replaces a
                 # partial's job; a partial never replaces an early final's.
-                if not self.params['llm.speculative'] or clean.empty or turn in self._answered:
+                if not self.params['llm.speculative'] or clean.empty or turn in self._answered \
+                        or msg.unreliable:
                     return
                 if spec is not None and (same_utterance(spec.text, clean.text)
                                          or (partial and not spec.from_partial)):
@@ -475,6 +480,19 @@ class LlmNode(StageNode):
                 self._enqueue(job)
                 return
             self._speculative.pop(turn, None)
+            if msg.unreliable and not clean.empty and turn not in self._answered:
+                if spec is not None:
+                    spec.discard()
+                    self.diag.count('speculative.discarded')
+                self._remember(self._answered, turn, None)
+                self.diag.count(f'not_heard.{msg.unreliable}')
+                self.get_logger().info(f'turn {turn}: transcript unreliable '
+                                       f'({msg.unreliable}); not answered')
+                self._supersede(turn)
+                job = _Job(turn, clean.text, 'voice', True, speech_end_ns=speech_end)
+                job.not_heard = msg.unreliable
+                self._enqueue(job)
+                return
             if clean.empty:
                 if spec is not None:
                     spec.discard()
@@ -676,7 +694,8 @@ class LlmNode(StageNode):
             self.get_logger().debug(f'turn {job.turn_id}: user said {job.text!r}')
             res = gen.run(job.turn_id, job.text, job.stop,
                           on_chunk=lambda i, t, f: self._emit(job, i, t, f),
-                          on_first_token=lambda ns: self._first_token(job, ns))
+                          on_first_token=lambda ns: self._first_token(job, ns),
+                          not_heard=job.not_heard)
         job.result = res
         if job.speculative:
             deadline = time.monotonic() + float(self.params['llm.speculative_wait_s'])

@@ -35,7 +35,8 @@ class ReplyResult:
     turn_id: str
     user_text: str
     chunks: list[str] = field(default_factory=list)    # spoken chunks, in order
-    finish: str = ''          # 'stop', 'length', 'cancelled', 'error', 'command'
+    finish: str = ''          # 'stop', 'length', 'cancelled', 'error', 'command', 'not_heard'
+    not_heard: str = ''       # why the transcript was not answered (finish 'not_heard')
     command: str | None = None
     error: str = ''
     stats: GenerationStats = field(default_factory=GenerationStats)
@@ -86,8 +87,13 @@ class ReplyGenerator:
 
     def run(self, turn_id: str, user_text: str, stop_event: threading.Event,
             on_chunk: ChunkCallback | None = None,
-            on_first_token: Callable[[int], None] | None = None) -> ReplyResult:
-        """Generate the reply to `user_text` (already sanitised); never raises EngineError."""
+            on_first_token: Callable[[int], None] | None = None,
+            not_heard: str = '') -> ReplyResult:
+        """Generate the reply to `user_text` (already sanitised); never raises EngineError.
+
+        `not_heard`: the transcript was unreliable for this reason; the reply is the short
+        ``not_heard_reply`` instead of an answer, and memory keeps nothing of the turn.
+        """
         gen = self.generation
         res = ReplyResult(turn_id, user_text, start_ns=self._clock())
         emit = on_chunk or (lambda i, t, f: None)
@@ -99,6 +105,12 @@ class ReplyGenerator:
                 res.chunks.append(text)
             emit(len(res.chunks) - 1 if text else len(res.chunks), text, final)
 
+        if not_heard:
+            res.finish, res.not_heard = 'not_heard', not_heard
+            res.first_token_ns = self._clock()
+            send(gen.not_heard_reply, True)
+            res.done_ns = self._clock()
+            return res
         command = voice_command(user_text) if self.voice_commands else None
         if command is not None:
             res.command, res.finish = command, 'command'
@@ -163,7 +175,7 @@ class ReplyGenerator:
             self.memory.forget_last()
         elif res.command == RESET:
             self.memory.reset()
-        elif res.finish != 'error':
+        elif res.finish not in ('error', 'not_heard'):
             self.memory.add_exchange(res.turn_id, res.user_text,
                                      res.text if assistant_text is None else assistant_text)
         self.memory.touch()

@@ -143,3 +143,19 @@ def test_turn_log_record_has_no_text_and_is_valid_json():
 def test_every_stamp_has_a_component():
     assert set(tm.COMPONENT) == set(tm.STAGES)
     assert {'vad', 'asr', 'llm', 'tts', 'player'} <= set(tm.COMPONENT.values())
+
+
+def test_a_turn_not_answered_because_it_was_not_heard_keeps_its_reason():
+    j = tm.TurnJoiner(tm.JoinerConfig(settle_s=0.0))
+    j.mark_not_heard('t9', 'low_logprob', 0.0)          # the final may come before stamps
+    feed(j, 't9', FULL)                                 # "Sorry, I didn't catch that." played
+    j.playback_event('t9', 'finished', 1.0)
+    done, = j.due(1.0)
+    assert done.outcome == tm.OUTCOME_NOT_HEARD and done.not_heard == 'low_logprob'
+    rec = json.loads(encode(done.log_record()))
+    assert rec['outcome'] == 'not_heard' and rec['not_heard'] == 'low_logprob'
+    # an ordinary answered turn has no such field
+    feed(j, 't10', FULL)
+    j.playback_event('t10', 'finished', 2.0)
+    done, = j.due(2.0)
+    assert done.outcome == tm.OUTCOME_ANSWERED and 'not_heard' not in done.log_record()

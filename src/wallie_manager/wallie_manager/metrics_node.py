@@ -229,6 +229,7 @@ class MetricsNode(StageNode):
             self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
                                      EVENT_QOS),
             self.create_subscription(WakeWord, 'voice/wake', self._on_wake, EVENT_QOS),
+            self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS),
             self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
                                      50),
         ]
@@ -304,8 +305,6 @@ class MetricsNode(StageNode):
         self._text_subs = []
         if enabled:
             self._text_subs = [
-                self.create_subscription(Transcript, 'transcript', self._on_transcript,
-                                         EVENT_QOS),
                 self.create_subscription(ReplyChunk, 'reply', self._on_reply, EVENT_QOS),
             ]
 
@@ -413,8 +412,15 @@ class MetricsNode(StageNode):
                      'keyword': msg.keyword[:64], 'engine': engine, 'score': score})
 
     def _on_transcript(self, msg: Transcript) -> None:
-        if msg.is_final and tm.check_turn_id(msg.turn_id) is None:
-            with self._lock:
+        """Finals only: the reason an unreliable one was not answered (always), the text
+        (for the archive only)."""
+        if not msg.is_final or tm.check_turn_id(msg.turn_id) is not None:
+            return
+        archive = self._archive is not None and self._archive.enabled
+        with self._lock:
+            if msg.unreliable:
+                self._joiner.mark_not_heard(msg.turn_id, msg.unreliable, time.monotonic())
+            if archive:
                 self._joiner.add_text(msg.turn_id, 'transcript', msg.text, time.monotonic())
 
     def _on_reply(self, msg: ReplyChunk) -> None:

@@ -73,6 +73,7 @@ MAX_CLOCK_SKEW_NS = 24 * 3600 * 10**9
 OUTCOME_ANSWERED = 'answered'        # the reply became audible and was not cut short
 OUTCOME_INTERRUPTED = 'interrupted'  # an interrupt or flush ended the reply
 OUTCOME_UNANSWERED = 'unanswered'    # nothing became audible (empty transcript, failure)
+OUTCOME_NOT_HEARD = 'not_heard'      # the transcript was unreliable: "I didn't catch that"
 
 _SAFE_ID = re.compile(r'[^A-Za-z0-9_.-]+')
 
@@ -143,6 +144,7 @@ class _Turn:
     event_flush_ms: float = math.nan
     transcript: str = ''
     reply: list[str] = field(default_factory=list)
+    not_heard: str = ''                # why the final transcript was unreliable
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,15 @@ class CompletedTurn:
     reason: str                 # finished | flushed | interrupt | timeout | shutdown
     transcript: str = ''
     reply: str = ''
+    not_heard: str = ''         # outcome not_heard: low_logprob | no_speech | repetitive | ...
 
     def log_record(self) -> dict:
         """The turn's JSONL record: timings only, never text."""
         rec: dict = {'stage': 'turn', 'event': 'turn_complete', 'turn_id': self.turn_id,
                      'outcome': self.outcome, 'interrupted': self.interrupted,
                      'completed_by': self.reason}
+        if self.not_heard:
+            rec['not_heard'] = self.not_heard
         rec.update({k: _finite(v) for k, v in self.durations.items()})
         rec['stamps_ns'] = dict(self.stamps)
         return rec
@@ -245,6 +250,14 @@ class TurnJoiner:
         self._remember(turn_id)
         return True
 
+    def mark_not_heard(self, turn_id: str, reason: str, now_s: float) -> None:
+        """The turn's final transcript was unreliable (`reason`): it was not answered."""
+        if turn_id in self._done:
+            return
+        turn = self._turn(turn_id, now_s, create=True)
+        assert turn is not None
+        turn.not_heard = reason[:64]
+
     def add_text(self, turn_id: str, kind: str, text: str, now_s: float) -> None:
         """Keep transcript ('transcript') or reply ('reply') text for the archive.
 
@@ -317,13 +330,16 @@ class TurnJoiner:
                        or turn.flushed_event)
         if interrupted:
             outcome = OUTCOME_INTERRUPTED
+        elif turn.not_heard:
+            outcome = OUTCOME_NOT_HEARD
         elif FIRST_AUDIBLE in turn.stamps:
             outcome = OUTCOME_ANSWERED
         else:
             outcome = OUTCOME_UNANSWERED
         return CompletedTurn(turn_id, dict(turn.stamps), dict(turn.nodes), durs, interrupted,
                              outcome, reason, turn.transcript,
-                             ' '.join(p.strip() for p in turn.reply if p.strip()))
+                             ' '.join(p.strip() for p in turn.reply if p.strip()),
+                             turn.not_heard)
 
 
 def _finite(value: float) -> float | None:

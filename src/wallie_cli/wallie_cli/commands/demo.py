@@ -26,7 +26,7 @@ DEFAULT_QUESTION = Path(__file__).resolve().parent.parent / 'data' / 'question.w
 
 def add_graph_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `wallie demo` and `wallie ask`."""
-    p.add_argument('--profile', choices=('cpu', 'gpu'), default=None,
+    p.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default=None,
                    help='parameter profile (default: config.toml `profile`, else cpu)')
     p.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
                    help='override one ROS parameter (repeatable), e.g. llm:llm.max_tokens=48')

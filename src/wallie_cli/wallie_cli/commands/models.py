@@ -89,11 +89,11 @@ def _error(message: str) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     statuses = model_store.list_models(args.store)
-    rows = [('ID', 'ROLE', 'SIZE', 'DEFAULT', 'STATE')]
+    rows = [('ID', 'ROLE', 'SIZE', 'DEFAULT', 'STATE', 'LICENSE')]
     for status in statuses:
         spec = status.spec
         rows.append((spec.id, spec.role, model_store.human_size(spec.total_size),
-                     'yes' if spec.default else 'no', status.state))
+                     'yes' if spec.default else 'no', status.state, spec.license or '?'))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

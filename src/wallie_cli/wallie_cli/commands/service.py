@@ -79,7 +79,7 @@ def register(subparsers) -> None:
                            ('uninstall', 'stop, disable and remove the unit')):
         sp = sub.add_parser(name, help=helptext)
         if name != 'uninstall':
-            sp.add_argument('--profile', choices=('cpu', 'gpu'), default=None)
+            sp.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default=None)
             sp.add_argument('--params', metavar='FILE', default=None)
         if name == 'install':
             sp.add_argument('--enable', action='store_true',

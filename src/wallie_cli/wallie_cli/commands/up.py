@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser('up', help='run the assistant (all nodes + manager)',
                               description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--profile', choices=('cpu', 'gpu'), default=None,
+    p.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default=None,
                    help='parameter profile (default: config.toml `profile`, else cpu)')
     p.add_argument('--params', action='append', default=[], metavar='FILE',
                    help='extra ROS parameter file (repeatable; later wins)')
