@@ -6,7 +6,20 @@
 #   - wallie_interfaces generated and installed into the venv (no env vars needed after)
 #   - the Wallie packages installed editable, and the default models fetched into the store
 # Each step is skipped when its inputs did not change. Second run: a few seconds.
+#   scripts/setup.sh --ros [DIR]   also installs the ROS 2 launch tooling from the Jazzy source
+#                                  tarballs in DIR and builds install/ (scripts/ros_tooling.sh)
 set -euo pipefail
+
+WITH_ROS=0
+ROS_SRC=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --ros) WITH_ROS=1
+           if [ $# -gt 1 ] && [ "${2#-}" = "$2" ]; then ROS_SRC=("$2"); shift; fi ;;
+    *) echo "usage: scripts/setup.sh [--ros [DIR]]" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${WALLIE_VENV:-$ROOT/.venv}"
@@ -129,3 +142,6 @@ if [ "${WALLIE_SKIP_MODELS:-0}" != 1 ]; then
   "$VENV/bin/wallie" models fetch
 fi
 say "ready: $VENV"
+if [ "$WITH_ROS" = 1 ]; then
+  exec "$ROOT/scripts/ros_tooling.sh" "${ROS_SRC[@]}"
+fi

@@ -22,6 +22,7 @@ from wallie_asr.engine import (
     EngineError,
     WhisperEngine,
     resample_to_16k,
+    resolve_model_path,
 )
 from wallie_asr.reliability import ReliabilityConfig, unreliable_reason
 from wallie_asr.streaming import EARLY, FINAL, PARTIAL, TranscriptEvent, TurnStreamer
@@ -249,6 +250,15 @@ class AsrNode(StageNode):
         self.diag.ok('unconfigured')
 
     # -- parameters -----------------------------------------------------------------------
+    def check_params(self, new: dict[str, Any]) -> str | None:
+        """A model change must name a model that is there (model store or directory)."""
+        if 'asr.model' in new:
+            try:
+                resolve_model_path(new['asr.model'])
+            except ModelStoreError as exc:
+                return str(exc)
+        return None
+
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         if self._engine is None or self._streamer is None:
             return  # applied at the next configure
@@ -280,9 +290,14 @@ class AsrNode(StageNode):
             try:
                 engine = self._load_engine(config)
             except Exception as exc:
-                old = self._engine.config.model if self._engine else 'none'
-                self.get_logger().error(f'ASR reload failed: {exc}; still using {old}')
-                self.diag.error(f'reload failed: {exc}; still using {old}', reloading=False)
+                running = self._engine
+                self.diag.value('reloading', False)
+                if running is None:
+                    self.diag.error(f'reload failed: {exc}')
+                    continue
+                self.revert_params(_reload_values(running.config), _reload_values(config),
+                                   f'ASR reload failed: {exc}; still using '
+                                   f'{running.config.model}')
                 continue
             streamer = self._streamer
             if streamer is None:  # cleaned up meanwhile
@@ -426,6 +441,12 @@ class AsrNode(StageNode):
             self.diag.warn(f'compute ladder: {event}', device=engine.rung.device
                            if engine.rung else '', compute_type=engine.rung.compute_type
                            if engine.rung else '')
+
+
+def _reload_values(config: EngineConfig) -> dict[str, Any]:
+    """The reload parameters as `config` holds them."""
+    return {'asr.model': config.model, 'asr.device': config.device,
+            'asr.compute_type': config.compute_type, 'asr.cpu_threads': config.cpu_threads}
 
 
 def main(args: Optional[list[str]] = None) -> None:

@@ -1,1 +1,1 @@
-from wallie_testing.fixtures import ros_env, probe, node_process  # noqa
+from wallie_testing.fixtures import node_process, probe, ros_context, ros_env  # noqa: F401

@@ -17,12 +17,8 @@ OK = TransitionCallbackReturn.SUCCESS
 
 
 @pytest.fixture
-def ctx(ros_env):
-    import rclpy
-    c = rclpy.Context()
-    rclpy.init(context=c)
-    yield c
-    rclpy.try_shutdown(context=c)
+def ctx(ros_context):
+    return ros_context
 
 
 def entities(node) -> dict:

@@ -95,6 +95,12 @@ class CaptureNode(StageNode):
             self.destroy_publisher(self.pub)
             self.pub = None
 
+    def check_params(self, new: dict[str, Any]) -> str | None:
+        """A new source must be one that can start (its file or bag is there)."""
+        if not self.needs_reload(new):
+            return None
+        return self._check_source({**self.params, **new}) or None
+
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         if self.needs_reload(changed) and self._active:
             # restart the source off the executor thread
@@ -109,8 +115,9 @@ class CaptureNode(StageNode):
             return
         self._start_source()
 
-    def _check_source(self) -> str:
-        p = self.params
+    def _check_source(self, p: dict[str, Any] | None = None) -> str:
+        """Why the source the parameters (default: the current ones) name cannot start."""
+        p = self.params if p is None else p
         src = p['source']
         try:
             frame_samples(p['frame_ms'])

@@ -22,11 +22,12 @@ from wallie_audio import config as C
 from wallie_audio import voice_gate as G
 from wallie_audio.echo import EchoCanceller
 from wallie_audio.sources import BadFrame, FrameCleaner, Framer
-from wallie_audio.vad import GatedVad, SileroVad, WebRtcPrefilter
-from wallie_audio.wake import make_engine
+from wallie_audio.vad import GatedVad, SileroVad, WebRtcPrefilter, silero_model_path
+from wallie_audio.wake import check_wake, make_engine
 from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, frame_to_audio, to_int16_array
+from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS, UTTERANCE_QOS
 from wallie_common.runtime import Intake, run_node
@@ -194,8 +195,20 @@ class VoiceGateNode(StageNode):
         return make_engine(self.params['wake.engine'], self.params['wake.word'],
                            self.params['wake.sensitivity'], self.params['wake.access_key'])
 
+    def check_params(self, new: dict[str, Any]) -> str | None:
+        """A VAD or wake model change must name a model file that is there."""
+        if 'vad.model_path' in new:
+            try:
+                silero_model_path(new['vad.model_path'])
+            except ModelStoreError as exc:
+                return str(exc)
+        if 'wake.engine' in new or 'wake.word' in new:
+            return check_wake(new.get('wake.engine', self.params['wake.engine']),
+                              new.get('wake.word', self.params['wake.word']))
+        return None
+
     def on_params_changed(self, changed: dict[str, Any]) -> None:
-        self._put(('params', dict(changed)), block=True)
+        self._put(('params', dict(changed), dict(self.previous_params)), block=True)
 
     # -- callbacks: decode + enqueue only ----------------------------------------------
     def _put(self, item, block: bool = False) -> None:
@@ -402,24 +415,39 @@ class VoiceGateNode(StageNode):
             item[2].set()
         elif kind == 'params':
             outs = []
-            self._apply(gate, item[1])
+            self._apply(gate, item[1], item[2])
         else:
             outs = []
         for o in outs:
             self._publish(o)
 
-    def _apply(self, gate: G.VoiceGate, changed: dict) -> None:
+    def _apply(self, gate: G.VoiceGate, changed: dict, previous: dict) -> None:
         gate.reconfigure(C.gate_config(self.params))
         gate.echo.config = C.echo_config(self.params)
         if any(k in changed for k in VAD_KEYS):
-            gate.vad = self._make_vad()
+            vad = self._load_model(changed, previous, VAD_KEYS, self._make_vad)
+            if vad is not None:
+                gate.vad = vad
         if any(k in changed for k in WAKE_KEYS):
-            gate.set_wake(self._make_wake())
+            wake = self._load_model(changed, previous, WAKE_KEYS, self._make_wake)
+            if wake is not None:
+                gate.set_wake(wake)
         elif 'wake.sensitivity' in changed and hasattr(gate.wake, 'set_sensitivity'):
             gate.wake.set_sensitivity(self.params['wake.sensitivity'])
         elif 'wake.sensitivity' in changed and gate.wake.name == 'porcupine':
             gate.set_wake(self._make_wake())
         self.get_logger().info(f'applied {sorted(changed)}')
+
+    def _load_model(self, changed: dict, previous: dict, keys, make):
+        """Build the VAD or wake engine the new parameters name; if it does not load, put
+        its parameters back (the running one stays) and return None."""
+        try:
+            return make()
+        except Exception as exc:
+            mine = {k: v for k, v in changed.items() if k in keys}
+            self.revert_params(previous, mine, f'voice gate: {", ".join(sorted(mine))} not '
+                               f'applied, keeping the running model: {exc}')
+            return None
 
     def _publish(self, o) -> None:
         if isinstance(o, G.PieceOut):

@@ -56,12 +56,7 @@ class OpenWakeWord:
     def __init__(self, models: Sequence[str] = ('hey_jarvis',), sensitivity: float = 0.5,
                  refractory_ms: int = 1500) -> None:
         from openwakeword.model import Model
-        paths = []
-        for m in models:
-            p = Path(m).expanduser()
-            if not p.exists() and (WAKE_WORD_DIR / f'{m}.onnx').exists():
-                p = WAKE_WORD_DIR / f'{m}.onnx'
-            paths.append(str(p) if p.exists() else m)
+        paths = [oww_model_file(m) or m for m in models]   # bundled: by name
         self._model = Model(wakeword_models=paths, inference_framework='onnx')
         self.keywords = list(self._model.models.keys())
         self.threshold = sensitivity_to_threshold(sensitivity)
@@ -208,6 +203,38 @@ class NoWake:
 
     def process(self, block: np.ndarray) -> WakeHit | None:
         return None
+
+
+def oww_model_file(name: str) -> str | None:
+    """A user's openWakeWord ONNX model for `name`: a file path, or `<name>.onnx` in
+    WAKE_WORD_DIR; None if neither (it may still be a model bundled with openWakeWord)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return str(path)
+    if (WAKE_WORD_DIR / f'{name}.onnx').is_file():
+        return str(WAKE_WORD_DIR / f'{name}.onnx')
+    return None
+
+
+def oww_bundled(name: str) -> bool:
+    """True if openWakeWord ships a model for `name` (matched as openWakeWord does)."""
+    import openwakeword
+    return any(name.replace(' ', '_') in Path(bundled).name and Path(bundled).is_file()
+               for bundled in openwakeword.get_pretrained_model_paths('onnx'))
+
+
+def check_wake(engine: str, wake_word: str) -> str | None:
+    """Why `wake_word` has no model for `engine`, or None. Cheap: model files are looked
+    up, nothing loads (Porcupine keywords are only known to Porcupine, at load)."""
+    if engine != 'openwakeword':
+        return None
+    words = [w.strip() for w in wake_word.split(',') if w.strip()] or ['hey_jarvis']
+    missing = [w for w in words if oww_model_file(w) is None and not oww_bundled(w)]
+    if not missing:
+        return None
+    return (f"wake.word: no openWakeWord model for {', '.join(repr(w) for w in missing)}: "
+            f'give a .onnx path, put <name>.onnx into {WAKE_WORD_DIR}, or use a model '
+            'bundled with openWakeWord (alexa, hey_jarvis, hey_mycroft, hey_rhasspy, ...)')
 
 
 def make_engine(engine: str, wake_word: str, sensitivity: float = 0.5,

@@ -11,6 +11,7 @@ Examples:
   ros2 launch wallie_bringup bringup.launch.py
   ros2 launch wallie_bringup bringup.launch.py profile:=gpu namespace:=robot1 log_level:=debug
   ros2 launch wallie_bringup bringup.launch.py params_file:=/path/my_params.yaml use_respawn:=false
+  ros2 launch wallie_bringup bringup.launch.py input:=question.wav output:=answer.wav no_wake:=true
 """
 
 from launch import LaunchDescription
@@ -35,6 +36,8 @@ ARGUMENTS = (
     ('log_level', 'info', 'Log level of every node: debug, info, warn, error.'),
     ('autostart', 'true', 'The manager configures and activates the stages at start-up.'),
     ('skip', '', 'Comma-separated nodes not to start (replay.launch.py skips capture).'),
+    ('input', '', 'Read the microphone audio from this WAV/FLAC file or rosbag2 (directory, '
+                  '.mcap or .db3) instead of the microphone.'),
     ('output', '', 'Write replies to this WAV file, or `null`, instead of the speaker.'),
     ('no_wake', 'false', 'No wake word: every utterance is a turn.'),
 )
@@ -54,6 +57,8 @@ def _setup(context):
 
     skip = [n.strip() for n in arg('skip').split(',') if n.strip()]
     cli_params = {}
+    if arg('input'):
+        cli_params['capture'] = wconfig.input_params(arg('input'))
     if arg('output'):
         cli_params['player'] = wconfig.output_params(arg('output'))
     if _truthy(arg('no_wake')):

@@ -1,5 +1,7 @@
 """A minimal StageNode used by the harness tests: publishes AssistantState when active."""
 
+import time
+
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from wallie_common import params as P
@@ -13,6 +15,8 @@ class FixtureNode(StageNode):
     PARAMS = (
         P.Param('rate_hz', 20.0, 'Publishing rate.', min=1.0, max=100.0),
         P.Param('label', 'fixture', 'Text put in the detail field.'),
+        P.Param('shutdown_busy_s', 0.0, 'The shutdown transition blocks this long (an engine '
+                'that is slow to close).', min=0.0, max=600.0),
     )
 
     def __init__(self):
@@ -32,6 +36,10 @@ class FixtureNode(StageNode):
     def on_deactivate(self, state):
         self.destroy_timer(self._timer)
         return super().on_deactivate(state)
+
+    def on_shutdown(self, state):
+        time.sleep(self.params['shutdown_busy_s'])
+        return TransitionCallbackReturn.SUCCESS
 
     def _tick(self):
         self._pub.publish(AssistantState(state=AssistantState.IDLE, detail=self.params['label']))

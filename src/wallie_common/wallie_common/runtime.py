@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Callable
 
 import rclpy
@@ -73,6 +74,12 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
     idle node uses no CPU between its events); the main thread only waits for the stop
     flag, which a signal sets (a lock wait in the main thread is interrupted by signals,
     a wait inside rcl is not).
+
+    Exit status 0 for a requested stop, however many signals arrive: a Ctrl-C in a terminal
+    reaches every process of the group and `ros2 launch` forwards its own SIGINT on top, so
+    two signals a few ms apart are the normal case. The first one stops the loop; later ones
+    only note the request. Teardown is bounded by SHUTDOWN_WATCHDOG_S, which is shorter than
+    launch's SIGINT -> SIGTERM escalation (5 s), so launch never has to escalate.
     """
     apply_privacy_env()
     stop = threading.Event()
@@ -81,9 +88,10 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
     def _on_signal(signum, _frame):
         stop.set()                       # the main thread's wait returns at once
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # Before rclpy.init: from here on a signal can never raise KeyboardInterrupt.
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = factory()
     executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
@@ -108,36 +116,84 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         node.get_logger().fatal(f'unhandled exception: {exc!r}')
         code = 1
     finally:
-        # A callback that never returns (a stuck goal, a blocked engine) must not keep the
-        # process alive: supervisors escalate to SIGKILL, which leaves DDS shared memory behind.
-        watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _force_exit, args=(node, code))
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog = shutdown_watchdog(node, code)
         stop.set()
-        # Ends the blocking wait (a plain wake() does not: the executor waits again when
-        # it finds no work) and lets running callbacks finish.
-        executor.shutdown(timeout_sec=1.0)
+        # Ends the spinner's blocking wait (a plain wake() does not: the executor waits
+        # again when it finds no work).
+        executor.shutdown(timeout_sec=0)
         if spinner.is_alive():
             spinner.join(2.0)
         _shutdown_lifecycle(node)
-        node.destroy_node()
-        rclpy.try_shutdown()
+        teardown(node, executor)
         watchdog.cancel()
+        ignore_stop_signals()
     return code
 
 
 # The main thread's stop-flag wait; signals end it at once, this only bounds how late a
 # context shut down from elsewhere is noticed.
 MAIN_WAIT_S = 1.0
-SHUTDOWN_WATCHDOG_S = 6.0
+
+
+def teardown(node, executor, wait_s: float = 1.0) -> None:
+    """Stop `executor`, let the callbacks still running on its threads finish (at most
+    `wait_s`), destroy `node` and shut rclpy down, leaving no unread callback exception.
+
+    rclpy 7's Executor.shutdown does not wait for running callbacks, so one still running
+    when its node is destroyed fails with "cannot use Destroyable because destruction was
+    requested"; unread, that exception is printed at exit as "The following exception was
+    never retrieved". At shutdown such a failure is expected: it is read and dropped."""
+    executor.shutdown(timeout_sec=0)
+    running = list(getattr(executor, '_futures', ()))   # MultiThreadedExecutor's tasks
+    _settle(running, wait_s)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    _settle(running, 0.5)
+
+
+def _settle(tasks: list, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while any(not t.done() for t in tasks) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for t in tasks:
+        if t.done():
+            t.exception()       # marks it read
+
+
+# launch_ros escalates SIGINT -> SIGTERM after 5 s (sigterm_timeout) and -> SIGKILL 5 s later;
+# a node must be gone before the first escalation.
+SHUTDOWN_WATCHDOG_S = 4.0
+
+
+def shutdown_watchdog(node, code: int) -> threading.Timer:
+    """Start the bound on a teardown (cancel it when done). A callback that never returns (a
+    stuck goal, a blocked engine) must not keep the process alive: supervisors escalate to
+    SIGKILL, which leaves DDS shared memory behind."""
+    watchdog = threading.Timer(SHUTDOWN_WATCHDOG_S, _force_exit, args=(node, code))
+    watchdog.daemon = True
+    watchdog.start()
+    return watchdog
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT/SIGTERM from now on (the process is exiting anyway).
+
+    At interpreter finalization Python puts SIG_DFL back for every signal that has a Python
+    handler, so a second Ctrl-C arriving then would kill the process with -2 (launch:
+    "process has died [exit code -2]"); an ignored signal stays ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
 
 
 def _force_exit(node, code: int) -> None:
     try:
-        node.get_logger().error(f'shutdown took longer than {SHUTDOWN_WATCHDOG_S:.0f} s; '
-                                'exiting without waiting for busy callbacks')
+        node.get_logger().warning(f'shutdown took longer than {SHUTDOWN_WATCHDOG_S:.0f} s; '
+                                  'exiting without waiting for busy callbacks')
     finally:
-        os._exit(code or 1)
+        os._exit(code)
 
 
 def _autostart(node) -> bool:
@@ -210,13 +266,15 @@ class Intake:
 
     Topic names are resolved by the owning node (its namespace and remaps apply); the
     private node ignores the process's global arguments so a ``__node:=`` remap does not
-    give it the owner's name. Callbacks must be short (decode and enqueue).
+    give it the owner's name, and its name starts with an underscore (``_voice_gate_intake``)
+    so ROS tools treat it as hidden: it is part of its owner, not a node of the graph.
+    Callbacks must be short (decode and enqueue).
     """
 
     def __init__(self, owner, suffix: str = 'intake') -> None:
         self._owner = owner
         self._context = owner.context
-        self.node = rclpy.create_node(f'{owner.get_name()}_{suffix}',
+        self.node = rclpy.create_node(f'_{owner.get_name()}_{suffix}',
                                       namespace=owner.get_namespace(), context=self._context,
                                       use_global_arguments=False, enable_rosout=False,
                                       start_parameter_services=False)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from llm_fakes import ScriptedEngine
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -353,18 +354,65 @@ def test_bad_input_is_cleaned_and_counted(harness):
     assert counts.get('input.markers') == 1 and counts.get('input.truncated') == 1
 
 
-def test_model_change_reloads_in_the_background(harness):
-    h = harness().up()
-    res = h.node.set_parameters([Parameter('llm.model', value='qwen2.5-1.5b-instruct')])
-    assert res[0].successful
-    deadline = time.monotonic() + 5
-    while (len(h.engines) < 2 or h.node._engine is not h.engines[1]) and \
-            time.monotonic() < deadline:
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert h.node._engine is h.engines[1] and h.engines[1].cfg.model == 'qwen2.5-1.5b-instruct'
+    return predicate()
+
+
+def test_model_change_reloads_in_the_background(harness, tmp_path):
+    h = harness().up()
+    gguf = tmp_path / 'other.gguf'
+    gguf.write_bytes(b'GGUF')          # the scripted engine does not read it
+    res = h.node.set_parameters([Parameter('llm.model', value=str(gguf))])
+    assert res[0].successful
+    assert wait_until(lambda: len(h.engines) >= 2 and h.node._engine is h.engines[1])
+    assert h.engines[1].cfg.model == str(gguf)
     assert h.engines[0].closed
     h.transcript('r', 'What is the capital of France?')
     assert text_of(h.wait_final('r')) == 'The capital of France is Paris.'
+
+
+@pytest.mark.parametrize('name, value, why', [
+    ('llm.model', 'no-such-model', "unknown model 'no-such-model'"),
+    ('llm.model', '/nonexistent/model.gguf', 'does not exist'),
+    ('llm.model_path', '/nonexistent/dir', 'does not exist'),
+])
+def test_a_model_that_is_not_there_is_refused(harness, tmp_path, monkeypatch, name, value,
+                                              why):
+    monkeypatch.setenv('WALLIE_MODEL_DIR', str(tmp_path))     # an empty model store
+    h = harness().up()
+    before = h.node.get_parameter(name).value
+    res, = h.node.set_parameters([Parameter(name, value=value)])
+    assert not res.successful and why in res.reason, res.reason
+    assert h.node.get_parameter(name).value == before
+    assert len(h.engines) == 1 and not h.engines[0].closed
+
+
+def test_an_engine_change_checks_the_model_of_the_new_engine(harness):
+    h = harness().up()
+    res = h.node.set_parameters_atomically([Parameter('llm.engine', value='vllm'),
+                                            Parameter('llm.model', value='/nonexistent/hf')])
+    assert not res.successful and 'does not exist' in res.reason
+    assert h.node.get_parameter('llm.engine').value == 'llama_cpp'
+
+
+def test_a_model_that_fails_to_load_is_put_back(harness, tmp_path):
+    h = harness().up()
+    before = h.node.get_parameter('llm.model').value
+    gguf = tmp_path / 'broken.gguf'
+    gguf.write_bytes(b'not a model')
+    h.fail_load = True                  # the next engine's load raises
+    res, = h.node.set_parameters([Parameter('llm.model', value=str(gguf))])
+    assert res.successful               # the file is there; only loading it tells
+    assert wait_until(lambda: h.node.get_parameter('llm.model').value == before)
+    assert h.node.params['llm.model'] == before
+    assert h.node.diag.level == DiagnosticStatus.ERROR
+    assert 'model reload failed' in h.node.diag.message
+    assert h.node._engine is h.engines[0] and not h.engines[0].closed
+    h.transcript('k', 'What is the capital of France?')
+    assert text_of(h.wait_final('k')) == 'The capital of France is Paris.'
 
 
 def test_invalid_parameters_are_rejected(harness):

@@ -8,6 +8,7 @@ tokens so an interrupt ends generation within one token.
 from __future__ import annotations
 
 import abc
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -107,6 +108,25 @@ def create_engine(cfg: EngineConfig) -> LlmEngine:
         from wallie_llm.vllm_engine import VllmEngine
         return VllmEngine(cfg)
     raise ModelLoadError(f'unknown LLM engine {cfg.engine!r} (one of {", ".join(ENGINES)})')
+
+
+def check_model(cfg: EngineConfig) -> str | None:
+    """Why the model `cfg` names cannot be loaded here, or None. Cheap (no loading): a
+    llama.cpp model must be a .gguf file or complete in the model store; a vLLM model given
+    as a path must exist (a Hugging Face id is vLLM's to find in its offline cache)."""
+    from wallie_common.model_store import ModelStoreError
+    if cfg.engine == 'llama_cpp':
+        from wallie_llm.llama_engine import model_file
+        try:
+            model_file(cfg)
+        except (ModelStoreError, ModelLoadError) as exc:
+            return str(exc)
+        return None
+    if cfg.engine == 'vllm':
+        path = cfg.model_path or (cfg.model if cfg.model.startswith(('/', '.', '~')) else '')
+        if path and not os.path.exists(os.path.expanduser(path)):
+            return f'vLLM model path {path!r} does not exist'
+    return None
 
 
 def approx_tokens(text: str) -> int:

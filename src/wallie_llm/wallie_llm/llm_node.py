@@ -27,7 +27,6 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Optional
 
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -61,7 +60,7 @@ from wallie_llm.config import (
     load_system_prompt,
     memory_from_params,
 )
-from wallie_llm.engine import LlmEngine, ModelLoadError, create_engine
+from wallie_llm.engine import LlmEngine, ModelLoadError, check_model, create_engine
 from wallie_llm.memory import ConversationMemory, HistoryFormatError, parse_history
 from wallie_llm.reply import ReplyGenerator, ReplyResult, heard_text
 from wallie_llm.speech_text import same_utterance, sanitize_input
@@ -70,6 +69,7 @@ QUEUE_SIZE = 8
 RECENT_TURNS = 16
 ASK_POLL_S = 0.02
 PROMPT_MARGIN_TOKENS = 16
+MODEL_KEYS = frozenset({'llm.engine', 'llm.model', 'llm.model_path'})
 
 PARAMS = (
     P.Param('llm.engine', 'llama_cpp', 'LLM engine: llama_cpp (CPU, GGUF) or vllm (CUDA GPU).',
@@ -208,7 +208,6 @@ class LlmNode(StageNode):
             nice = lower_cpu_priority(self.params['llm.nice'])
             self.get_logger().info(f'CPU priority: nice {nice}')
         self._history_pub = self.create_publisher(String, 'llm/history', STATE_QOS)
-        self.add_on_set_parameters_callback(self._validate_llm_params)
         if self.params['llm.history_json']:
             self._import_history(self.params['llm.history_json'])
         self.diag.warn('unconfigured')
@@ -363,14 +362,18 @@ class LlmNode(StageNode):
         return {'engine': info.engine, 'model': info.model, 'context_tokens': info.context_tokens,
                 'load_s': f'{info.load_s:.2f}'}
 
-    def _reload(self, cfg: EngineConfig, seq: int) -> None:
-        """Background model change: load the new one, swap between turns, free the old."""
+    def _reload(self, cfg: EngineConfig, seq: int, previous: dict[str, Any],
+                changed: dict[str, Any]) -> None:
+        """Background model change: load the new one, swap between turns, free the old.
+        If it does not load, the parameters go back to the model that keeps running."""
         self.diag.warn(f'loading {cfg.engine} model {cfg.model_path or cfg.model}')
         try:
             engine = self._load_engine(cfg)
         except Exception as exc:
-            self.get_logger().error(f'model reload failed, keeping the current model: {exc}')
-            self.diag.error(f'model reload failed: {exc}', **self._engine_values())
+            if seq == self._latest_reload:
+                self.revert_params(previous, changed, f'model reload failed, keeping '
+                                   f'{self._engine_values().get("model", "the current model")}'
+                                   f': {exc}')
             return
         with self._engine_lock:
             if seq != self._latest_reload or self._engine is None:
@@ -386,8 +389,9 @@ class LlmNode(StageNode):
         self.diag.ok('active' if self._active else 'inactive', **self._engine_values())
 
     # ================================================================= parameters
-    def _validate_llm_params(self, params: list) -> SetParametersResult:
-        new = {p.name: p.value for p in params}
+    def check_params(self, new: dict[str, Any]) -> str | None:
+        """A history JSON must parse, a prompt file must be readable, and a model change
+        must name a model that is there (checked against the model store, not loaded)."""
         try:
             if 'llm.history_json' in new and new['llm.history_json']:
                 parse_history(str(new['llm.history_json']))
@@ -397,8 +401,10 @@ class LlmNode(StageNode):
                                    str(new.get('llm.system_prompt_file',
                                                self.params['llm.system_prompt_file'])))
         except (HistoryFormatError, ValueError) as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        return SetParametersResult(successful=True)
+            return str(exc)
+        if MODEL_KEYS & new.keys():
+            return check_model(engine_from_params({**self.params, **new}))
+        return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         if 'llm.history_json' in changed and changed['llm.history_json']:
@@ -407,7 +413,8 @@ class LlmNode(StageNode):
             seq = next(self._reload_seq)
             self._latest_reload = seq
             self._reload_thread = threading.Thread(
-                target=self._reload, args=(engine_from_params(self.params), seq),
+                target=self._reload, args=(engine_from_params(self.params), seq,
+                                           dict(self.previous_params), dict(changed)),
                 name='llm-reload', daemon=True)
             self._reload_thread.start()
         self._apply_live_params()

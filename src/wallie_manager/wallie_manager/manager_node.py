@@ -44,8 +44,15 @@ from wallie_bringup import config as wconfig
 from wallie_bringup import graph as wgraph
 from wallie_common import params as P
 from wallie_common import services, timeutil
+from wallie_common.node_base import DIAGNOSTICS_TOPIC
 from wallie_common.qos import EVENT_QOS, STATE_QOS
-from wallie_common.runtime import apply_privacy_env, spin_until_stopped
+from wallie_common.runtime import (
+    apply_privacy_env,
+    ignore_stop_signals,
+    shutdown_watchdog,
+    spin_until_stopped,
+    teardown,
+)
 from wallie_interfaces.msg import (
     AssistantState,
     PlaybackEvent,
@@ -245,8 +252,8 @@ class ManagerNode(Node):
         self._last_published: tuple | None = None
 
         self._state_pub = self.create_publisher(AssistantState, 'assistant/state', STATE_QOS)
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50,
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, 10)
+        self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50,
                                  callback_group=self.cbg)
         self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity, EVENT_QOS)
         self.create_subscription(WakeWord, 'voice/wake', self._on_wake, EVENT_QOS)
@@ -554,7 +561,6 @@ def main(args: list[str] | None = None) -> None:
     apply_privacy_env()
     stop = threading.Event()
     reload = threading.Event()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     wakeup = threading.Event()         # a signal came: the main thread looks at once
 
     def _on_signal(event: threading.Event) -> Callable[..., None]:
@@ -562,9 +568,11 @@ def main(args: list[str] | None = None) -> None:
             event.set()
             wakeup.set()
         return handler
+    # Before rclpy.init: from here on a signal can never raise KeyboardInterrupt.
     signal.signal(signal.SIGINT, _on_signal(stop))
     signal.signal(signal.SIGTERM, _on_signal(stop))
     signal.signal(signal.SIGHUP, _on_signal(reload))
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = ManagerNode()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
@@ -584,14 +592,16 @@ def main(args: list[str] | None = None) -> None:
         node.get_logger().fatal(f'unhandled exception: {exc!r}')
         code = 1
     finally:
+        watchdog = shutdown_watchdog(node, code)
         try:
             node.stop()   # needs the executor still spinning
         finally:
             _SPIN_STOP.set()
-            executor.shutdown(timeout_sec=1.0)    # ends the blocking wait
+            executor.shutdown(timeout_sec=0)      # ends the blocking wait (teardown waits)
             spin.join(2.0)
-            node.destroy_node()
-            rclpy.try_shutdown()
+            teardown(node, executor)
+            watchdog.cancel()
+            ignore_stop_signals()
     sys.exit(code)
 
 

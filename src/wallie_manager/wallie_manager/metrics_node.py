@@ -4,7 +4,7 @@ Inputs: ``metrics/stamps`` (StageStamp from every stage), ``playback/events`` (t
 reply), ``voice/activity`` (discarded turns, acoustic speech end), ``voice/wake``,
 ``/diagnostics`` (every node's health) and, only with ``archive.enabled``, ``transcript``
 and ``reply`` (text kept for the turn's archive file).
-Outputs: ``metrics/turn`` (one TurnMetrics per turn), ``/diagnostics_agg`` (the latest
+Outputs: ``metrics/turn`` (one TurnMetrics per turn), ``diagnostics_agg`` (the latest
 status of every node, stale ones marked), the JSONL log, and, opt-in, a Prometheus endpoint
 on 127.0.0.1 only.
 
@@ -25,7 +25,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from wallie_common import params as P
 from wallie_common import timeutil
-from wallie_common.node_base import StageNode
+from wallie_common.node_base import DIAGNOSTICS_TOPIC, StageNode
 from wallie_common.qos import EVENT_QOS
 from wallie_common.runtime import run_node
 from wallie_interfaces.msg import (
@@ -213,7 +213,7 @@ class MetricsNode(StageNode):
         self._purge()
         self._turn_pub = self.create_lifecycle_publisher(TurnMetrics, 'metrics/turn',
                                                          EVENT_QOS)
-        self._agg_pub = self.create_publisher(DiagnosticArray, '/diagnostics_agg', 10)
+        self._agg_pub = self.create_publisher(DiagnosticArray, 'diagnostics_agg', 10)
         self.get_logger().info(
             f'configured: log {privacy.log_file(self._home) if self._jsonl else "off"}, '
             f'archive {"on" if self._archive.enabled else "off"} '
@@ -231,7 +231,7 @@ class MetricsNode(StageNode):
                                      EVENT_QOS),
             self.create_subscription(WakeWord, 'voice/wake', self._on_wake, EVENT_QOS),
             self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS),
-            self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics,
+            self.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics,
                                      50),
         ]
         self._set_archive_subs(self._archive is not None and self._archive.enabled)

@@ -1,4 +1,5 @@
-"""pytest fixtures of the graph harness: ``ros_env`` (session), ``probe``, ``node_process``.
+"""pytest fixtures of the graph harness: ``ros_env`` (session), ``probe``, ``node_process``,
+``ros_context``.
 
 Use from a conftest.py: ``from wallie_testing.fixtures import node_process, probe, ros_env``.
 """
@@ -16,6 +17,16 @@ from wallie_testing.harness import NodeProcess, Probe, configure_ros_env
 def ros_env(tmp_path_factory) -> dict[str, str]:
     """Isolated ROS domain, localhost discovery and a private log dir for this run."""
     return configure_ros_env(str(tmp_path_factory.mktemp('roslog')))
+
+
+@pytest.fixture
+def ros_context(ros_env):
+    """An initialised rclpy Context of its own, for nodes built in the test process."""
+    import rclpy
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
 
 
 @pytest.fixture

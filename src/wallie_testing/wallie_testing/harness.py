@@ -74,6 +74,14 @@ def executable(name: str) -> list[str]:
     raise FileNotFoundError(f'node executable {name!r} not found next to {sys.executable}')
 
 
+def wait_param(node, name: str, value: Any, timeout: float = 10.0) -> Any:
+    """Poll an in-process node's parameter until it equals `value`; return what it holds."""
+    deadline = time.monotonic() + timeout
+    while node.get_parameter(name).value != value and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return node.get_parameter(name).value
+
+
 class NodeProcess:
     """A node executable running as a real process, with its log captured."""
 

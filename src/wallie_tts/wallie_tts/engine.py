@@ -76,6 +76,20 @@ def create_engine(settings: EngineSettings, engine: Optional[str] = None) -> Tts
     raise EngineError(f"unknown TTS engine '{name}' (use piper, xtts or espeak)")
 
 
+def check_model(settings: EngineSettings) -> str | None:
+    """Why the voice model `settings.engine` needs is not there, or None. Cheap: the model
+    store is stat-ed, nothing loads (an espeak-ng voice is only known by loading it)."""
+    from wallie_common import model_store
+    try:
+        if settings.engine == 'piper':
+            model_store.resolve_file(settings.piper.voice, settings.piper.model_path or None)
+        elif settings.engine == 'xtts':
+            model_store.resolve(settings.xtts.model_id, settings.xtts.model_path or None)
+    except model_store.ModelStoreError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass
 class LoadResult:
     """A loaded, warmed-up engine; ``fallback_reason`` is set when it is not the one asked."""

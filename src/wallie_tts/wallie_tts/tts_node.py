@@ -46,11 +46,13 @@ from wallie_tts.config import (
     StreamSettings,
     XttsSettings,
 )
-from wallie_tts.engine import EngineError, LoadResult, TtsEngine, load_engine
+from wallie_tts.engine import EngineError, LoadResult, TtsEngine, check_model, load_engine
 from wallie_tts.normalize import normalize
 from wallie_tts.stream import ChunkSynthesizer
 
 SPEAK_PREFIX = 'speak-'
+MODEL_KEYS = frozenset({'tts.engine', 'tts.piper.voice', 'tts.piper.model_path',
+                        'tts.xtts.model_path'})
 _MAX_REMEMBERED_STREAMS = 512
 
 PARAMS = (
@@ -179,9 +181,9 @@ class TtsNode(StageNode):
         self._cb_group = MutuallyExclusiveCallbackGroup()
 
     # -- configuration -------------------------------------------------------------------
-    def engine_settings(self) -> EngineSettings:
-        """The engine settings from the current parameter values."""
-        p = self.params
+    def engine_settings(self, p: dict[str, Any] | None = None) -> EngineSettings:
+        """The engine settings from parameter values (default: the current ones)."""
+        p = self.params if p is None else p
         return EngineSettings(
             engine=p['tts.engine'],
             fallback_to_espeak=p['tts.fallback_to_espeak'],
@@ -313,20 +315,18 @@ class TtsNode(StageNode):
             self.diag.ok(f'ready: {result.engine.describe()}', fallback='')
 
     # -- parameters -----------------------------------------------------------------------
-    def _validate_params(self, params):
-        """Table checks, plus: a voice-cloning file is checked before it is accepted."""
-        result = super()._validate_params(params)
-        if not result.successful:
-            return result
-        for p in params:
-            if p.name == 'tts.speaker_wav' and p.value:
-                from wallie_tts.xtts_engine import validate_speaker_wav
-                try:
-                    validate_speaker_wav(p.value)
-                except EngineError as exc:
-                    result.successful, result.reason = False, str(exc)
-                    self.get_logger().warning(f'rejected tts.speaker_wav: {exc}')
-        return result
+    def check_params(self, new: dict[str, Any]) -> str | None:
+        """A voice-cloning file is checked before it is accepted, and a voice model change
+        must name a model that is there (the model store is checked, nothing loads)."""
+        if new.get('tts.speaker_wav'):
+            from wallie_tts.xtts_engine import validate_speaker_wav
+            try:
+                validate_speaker_wav(new['tts.speaker_wav'])
+            except EngineError as exc:
+                return str(exc)
+        if MODEL_KEYS & new.keys():
+            return check_model(self.engine_settings({**self.params, **new}))
+        return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         if self._engine is None or not self.needs_reload(changed):
@@ -334,26 +334,29 @@ class TtsNode(StageNode):
         if set(changed) == {'tts.speaker_wav'} and self._engine.name == 'xtts' \
                 and changed['tts.speaker_wav']:
             target = self._set_speaker_wav
-            args: tuple[Any, ...] = (changed['tts.speaker_wav'],)
+            args: tuple[Any, ...] = (changed['tts.speaker_wav'], dict(self.previous_params))
         elif set(changed) == {'tts.speaker_wav'} and self.params['tts.engine'] != 'xtts':
             target, args = self._check_speaker_wav, (changed['tts.speaker_wav'],)
         else:
             with self._cv:
                 self._reload_gen += 1
                 gen = self._reload_gen
-            target, args = self._reload, (self.engine_settings(), gen)
+            target, args = self._reload, (self.engine_settings(), gen,
+                                          dict(self.previous_params), dict(changed))
         self.diag.value('reload', 'in progress')
         threading.Thread(target=target, args=args, name='tts-reload', daemon=True).start()
 
-    def _reload(self, settings: EngineSettings, gen: int) -> None:
+    def _reload(self, settings: EngineSettings, gen: int, previous: dict[str, Any],
+                changed: dict[str, Any]) -> None:
         log = self.get_logger()
         log.info(f'reloading TTS engine {settings.engine} in the background')
         try:
             result = load_engine(settings, allow_fallback=False)
         except EngineError as exc:
             keep = self._engine.describe() if self._engine else 'none'
-            log.error(f'TTS reload failed, keeping {keep}: {exc}')
-            self.diag.warn(f'reload failed, keeping {keep}: {exc}', reload='failed')
+            self.diag.value('reload', 'failed')
+            if gen == self._reload_gen:
+                self.revert_params(previous, changed, f'TTS reload failed, keeping {keep}: {exc}')
             return
         with self._cv:
             if gen != self._reload_gen or not self._running:
@@ -367,13 +370,14 @@ class TtsNode(StageNode):
         log.info(f'new engine ready ({result.engine.describe()}, {result.load_s:.2f} s); '
                  'switching at the next reply')
 
-    def _set_speaker_wav(self, path: str) -> None:
+    def _set_speaker_wav(self, path: str, previous: dict[str, Any]) -> None:
         engine = self._engine
         try:
             name = engine.set_speaker_wav(path)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - SpeakerWavError and model errors
-            self.get_logger().error(f'tts.speaker_wav rejected, keeping the current voice: {exc}')
-            self.diag.warn(f'speaker_wav rejected: {exc}', reload='failed')
+            self.diag.value('reload', 'failed')
+            self.revert_params(previous, {'tts.speaker_wav': path},
+                               f'tts.speaker_wav rejected, keeping the current voice: {exc}')
             return
         self.get_logger().info(f'XTTS now speaks with the voice cloned from {name}')
         self.diag.ok(f'ready: {engine.describe()}', reload='done')  # type: ignore[union-attr]
