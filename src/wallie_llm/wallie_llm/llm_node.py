@@ -192,6 +192,7 @@ class LlmNode(StageNode):
         self._reload_seq = itertools.count(1)
         self._latest_reload = 0
         self._published_revision = -1
+        self._publish_lock = threading.Lock()     # worker, callbacks and timer all publish
         self._prefix_dirty = True
         self._entities: list[Any] = []
         self._reply_pub: Any = None
@@ -434,11 +435,15 @@ class LlmNode(StageNode):
     def _publish_history(self, force: bool = False) -> None:
         if not self.params['llm.history.publish']:
             return
-        rev = self._memory.revision
-        if rev == self._published_revision and not force:
-            return
-        self._published_revision = rev
-        self._history_pub.publish(String(data=self._memory.export_json()))
+        # One publisher at a time, in revision order: a stale export published last would be
+        # the history every subscriber keeps (transient local) until the next change.
+        with self._publish_lock:
+            rev = self._memory.revision
+            if rev == self._published_revision and not force:
+                return
+            data = self._memory.export_json()
+            self._published_revision = rev
+            self._history_pub.publish(String(data=data))
 
     # ================================================================= callbacks
     def _on_transcript(self, msg: Transcript) -> None:
@@ -542,7 +547,7 @@ class LlmNode(StageNode):
         if msg.event != PlaybackEvent.FLUSHED:
             return
         heard = (int(msg.segments_complete), float(msg.segment_fraction))
-        with self._state_lock:
+        with self._state_lock:    # _commit records the chunks and the exchange under this lock
             chunks = self._recent.get(msg.turn_id)
             if chunks is None:
                 # Generation of that turn is still finishing: apply when it is committed.
@@ -550,7 +555,8 @@ class LlmNode(StageNode):
                 while len(self._heard_pending) > RECENT_TURNS:
                     self._heard_pending.pop(next(iter(self._heard_pending)))
                 return
-        if self._memory.trim_assistant(msg.turn_id, heard_text(chunks, *heard)):
+            trimmed = self._memory.trim_assistant(msg.turn_id, heard_text(chunks, *heard))
+        if trimmed:
             self.get_logger().debug(f'turn {msg.turn_id}: history trimmed to the heard part')
             self._publish_history()
 
@@ -716,11 +722,13 @@ class LlmNode(StageNode):
         self._commit(job, res, gen)
 
     def _commit(self, job: _Job, res: ReplyResult, gen: ReplyGenerator) -> None:
+        # The chunks and the exchange land together: a FLUSHED in between would find the
+        # chunks but no exchange to trim, and the whole reply would stay in the history.
         with self._state_lock:
             self._remember(self._recent, job.turn_id, list(res.chunks))
             heard = self._heard_pending.pop(job.turn_id, None)
-        text = heard_text(res.chunks, *heard) if heard is not None else None
-        gen.commit(res, text)
+            text = heard_text(res.chunks, *heard) if heard is not None else None
+            gen.commit(res, text)
         self._publish_history()
         self._turns_done += 1
         stats = res.stats
