@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -173,11 +174,13 @@ class CaptureNode(StageNode):
                                    p['device.rate'], on_status=self._status)
                 frames: Iterator = dev.frames(stop)
             elif src == 'file':
+                self._wait_for_subscriber(stop)
                 fs = FileSource(p['file.path'], p['frame_ms'], p['file.realtime'],
                                 p['file.loop'], p['file.lead_silence_s'])
                 self.diag.ok(f'playing {fs.duration_s:.1f} s file as microphone')
                 frames = fs.frames(stop)
             else:
+                self._wait_for_subscriber(stop)
                 frames = self._bag_frames(stop)
             for block, stamp in frames:
                 if stop.is_set():
@@ -189,6 +192,25 @@ class CaptureNode(StageNode):
         except Exception as exc:
             self.get_logger().error(f'capture source {src} failed: {exc!r}')
             self.diag.error(f'capture source failed: {exc}')
+
+    def _wait_for_subscriber(self, stop: threading.Event) -> None:
+        """A file or bag is a recording with a start: hold it until someone listens (DDS
+        matching takes a moment after start or respawn), at most `wait_subscriber_s`."""
+        limit = float(self.params['wait_subscriber_s'])
+        pub = self.pub
+        if limit <= 0 or pub is None:
+            return
+        t0 = time.monotonic()
+        while pub.get_subscription_count() == 0:
+            if stop.wait(0.02):
+                return
+            if time.monotonic() - t0 > limit:
+                self.get_logger().warning(f'no subscriber on audio/in after {limit:.0f} s: '
+                                          'playing anyway')
+                return
+        waited = time.monotonic() - t0
+        if waited > 0.05:
+            self.get_logger().info(f'audio/in subscriber matched after {waited:.2f} s')
 
     def _bag_frames(self, stop: threading.Event) -> Iterator[tuple[np.ndarray, int]]:
         """The bag's AudioFrames, paced by their recorded times, re-stamped onto now."""

@@ -127,6 +127,10 @@ CAPTURE_SPECS: tuple[Spec, ...] = (
     Spec('bag.path', '', 'rosbag2 directory for source=bag.', reload=True),
     Spec('bag.topic', '/audio/in', 'AudioFrame topic inside the bag.', reload=True),
     Spec('bag.realtime', True, 'Replay with the original pacing.', reload=True),
+    Spec('wait_subscriber_s', 10.0, 'source=file/bag: wait up to this long for a subscriber '
+         'of audio/in to be matched before playing (a respawned or freshly started capture '
+         'would otherwise play the start of the question to nobody), s; 0 = play at once.',
+         0.0, 600.0),
 )
 
 PLAYER_SPECS: tuple[Spec, ...] = (
