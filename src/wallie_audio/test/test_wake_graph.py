@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import jiwer
 import numpy as np
 import pytest
 
@@ -18,6 +19,7 @@ from wallie_audio import wake_data as D
 pytestmark = pytest.mark.skipif(D.have_tools(('espeak:en-us',)) != [],
                                 reason='espeak-ng not installed')
 VOICE = 'piper:joe'
+MAX_WER = 0.2       # one word in six
 
 
 def _norm(text: str) -> str:
@@ -70,14 +72,21 @@ def test_wallie_then_the_question_is_the_turn(probe, node_process, tmp_path):
 
     def texts():
         return [_norm(t.text) for t in finals if t.is_final and t.text]
+
+    def turn_of(q):
+        # The turn's audio is the gate's cut (its pre-roll and endpoint), not the bare clip:
+        # tiny.en may change one word of six between the two ("france" / "friends"); the
+        # word itself, or a missing or another question, is far more than that.
+        return next((t for t in texts() if jiwer.wer(alone[q], t) <= MAX_WER), None)
     deadline = time.monotonic() + audio.shape[0] / 16000 + 30
-    while time.monotonic() < deadline and not (alone[q1] in texts() and alone[q2] in texts()):
+    while time.monotonic() < deadline and not (turn_of(q1) and turn_of(q2)):
         time.sleep(0.2)
-    assert alone[q1] in texts() and alone[q2] in texts(), (
-        texts(), [w.keyword for w in wakes], gate.log()[-2000:])
+    assert turn_of(q1) and turn_of(q2), (
+        alone, texts(), [w.keyword for w in wakes], gate.log()[-2000:])
+    assert not any('wallie' in t or 'wally' in t for t in texts()), texts()
     time.sleep(len(bare.audio) / 16000 + 1.5)       # the bare question has played out
     # each question after "Wallie" (same breath / after a pause) is a turn whose text is
     # what ASR makes of the question alone; the question without the word is no turn
-    assert alone[q3] not in texts(), texts()
+    assert turn_of(q3) is None, texts()
     assert all(w.keyword == 'wallie' for w in wakes) and len(wakes) >= 2
     assert gate.alive() and asr.alive() and cap.alive()
