@@ -307,7 +307,8 @@ def test_param_set_valid_out_of_range_wrong_type_and_model(tools, graph):
     assert 'Setting parameter failed' in out and "unknown model 'no-such-model'" in out, out
     got = tools.ros2('param', 'get', node, 'llm.model').stdout
     assert 'no-such-model' not in got and 'qwen' in got, got
-    assert tools.states().get(node) == 'active'
+    # one `ros2 lifecycle get` lists only the nodes its discovery window saw: ask until seen
+    tools.wait(lambda: tools.states().get(node) == 'active', 30, f'{node} still active', graph)
 
 
 def test_ask_and_speak_actions(tools, graph):
