@@ -59,6 +59,7 @@ MYPY_MODULES = [
     'src/wallie_llm/wallie_llm/llama_engine.py',
     'src/wallie_llm/wallie_llm/memory.py',
     'src/wallie_llm/wallie_llm/reply.py',
+    'src/wallie_llm/wallie_llm/scheduler.py',
     'src/wallie_llm/wallie_llm/speech_text.py',
     'src/wallie_llm/wallie_llm/vllm_engine.py',
     'src/wallie_tts/wallie_tts/clauses.py',
