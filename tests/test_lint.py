@@ -69,6 +69,7 @@ MYPY_MODULES = [
     'src/wallie_tts/wallie_tts/normalize.py',
     'src/wallie_tts/wallie_tts/piper_engine.py',
     'src/wallie_tts/wallie_tts/stream.py',
+    'src/wallie_tts/wallie_tts/synthesis_queue.py',
     'src/wallie_tts/wallie_tts/xtts_engine.py',
     'src/wallie_manager/wallie_manager/governor.py',
     'src/wallie_manager/wallie_manager/manager_logic.py',
