@@ -71,10 +71,14 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
-class InputConfig:
-    """Limits on what a user turn may contain."""
+class SchedulerConfig:
+    """Which transcripts start a reply, and what a user turn may contain (live-tunable)."""
 
-    max_input_chars: int = 1000
+    speculative: bool = True             # start from the early final; the final confirms it
+    speculative_partials: bool = True    # ... or sooner, from a partial that reads complete
+    speculative_wait_s: float = 5.0      # a finished speculative reply waits this long
+    max_input_chars: int = 1000          # longer transcripts / questions are cut to this
+    publish_history: bool = True         # hand out the history JSON after every change
 
 
 def engine_from_params(p: Mapping[str, Any]) -> EngineConfig:
@@ -120,8 +124,14 @@ def memory_from_params(p: Mapping[str, Any]) -> MemoryConfig:
     )
 
 
-def input_from_params(p: Mapping[str, Any]) -> InputConfig:
-    return InputConfig(max_input_chars=int(p.get('llm.max_input_chars', 1000)))
+def scheduler_from_params(p: Mapping[str, Any]) -> SchedulerConfig:
+    return SchedulerConfig(
+        speculative=bool(p.get('llm.speculative', True)),
+        speculative_partials=bool(p.get('llm.speculative_partials', True)),
+        speculative_wait_s=float(p.get('llm.speculative_wait_s', 5.0)),
+        max_input_chars=int(p.get('llm.max_input_chars', 1000)),
+        publish_history=bool(p.get('llm.history.publish', True)),
+    )
 
 
 MAX_SYSTEM_PROMPT_CHARS = 8000

@@ -1,15 +1,17 @@
 """LLM lifecycle node `llm`: final transcripts in, speakable reply chunks out.
 
-Thin glue around `reply.ReplyGenerator`: parameters -> config dataclasses, topics, the `ask`
-action, the `reset_conversation` service, and one worker thread that runs the engine.
-Callbacks only update state and enqueue; generation never runs in a callback.
+Thin glue around `scheduler.ReplyScheduler` (turns, speculation, interrupts, commit; its
+worker thread runs `reply.ReplyGenerator`): parameters -> config dataclasses, topics ->
+scheduler calls, scheduler events -> publishers, the `ask` action and the
+`reset_conversation` service. Callbacks only update state and enqueue; generation never
+runs in a callback.
 
-Turn flow: an early final (``is_early_final``) -- or, sooner, a partial that already reads
-as a complete sentence -- starts a speculative reply whose chunks are held back; the final
-with the same words releases them (a differing early final or final, SPEECH_RESUMED or
-TURN_DISCARDED throws it away). An Interrupt for the turn sets its stop event, which the
-engine checks between tokens. PlaybackEvent FLUSHED trims the assistant's side of the
-history to the part that was heard.
+Turn flow (see scheduler.py): an early final (``is_early_final``) -- or, sooner, a partial
+that already reads as a complete sentence -- starts a speculative reply whose chunks are
+held back; the final with the same words releases them (a differing early final or final,
+SPEECH_RESUMED or TURN_DISCARDED throws it away). An Interrupt for the turn sets its stop
+event, which the engine checks between tokens. PlaybackEvent FLUSHED trims the assistant's
+side of the history to the part that was heard.
 
 History for the manager: every change is published on `llm/history` (std_msgs/String,
 transient local, JSON); setting the parameter `llm.history_json` to such a JSON replaces
@@ -20,11 +22,9 @@ from __future__ import annotations
 
 import gc
 import itertools
-import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -38,7 +38,6 @@ from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
 from wallie_common.runtime import lower_cpu_priority
-from wallie_common.text import looks_complete
 from wallie_interfaces.action import Ask
 from wallie_interfaces.msg import (
     Interrupt,
@@ -56,17 +55,16 @@ from wallie_llm.config import (
     chunker_from_params,
     engine_from_params,
     generation_from_params,
-    input_from_params,
     load_system_prompt,
     memory_from_params,
+    scheduler_from_params,
 )
 from wallie_llm.engine import LlmEngine, ModelLoadError, check_model, create_engine
 from wallie_llm.memory import ConversationMemory, HistoryFormatError, parse_history
-from wallie_llm.reply import ReplyGenerator, ReplyResult, heard_text
-from wallie_llm.speech_text import same_utterance, sanitize_input
+from wallie_llm.reply import ReplyGenerator, ReplyResult
+from wallie_llm.scheduler import ReplyEvents, ReplyJob, ReplyScheduler
+from wallie_llm.speech_text import sanitize_input
 
-QUEUE_SIZE = 8
-RECENT_TURNS = 16
 ASK_POLL_S = 0.02
 PROMPT_MARGIN_TOKENS = 16
 MODEL_KEYS = frozenset({'llm.engine', 'llm.model', 'llm.model_path'})
@@ -135,36 +133,43 @@ PARAMS = (
 )
 
 
-class _Job:
-    """One reply to produce: a voice turn (maybe speculative) or an `ask` goal."""
+class _NodeEvents(ReplyEvents):
+    """The scheduler's events as messages, stamps, diagnostics and log lines."""
 
-    def __init__(self, turn_id: str, text: str, source: str, publish: bool,
-                 speculative: bool = False, speech_end_ns: int = 0,
-                 feedback: Optional[Callable[[int, str], None]] = None) -> None:
-        self.turn_id = turn_id
-        self.text = text
-        self.source = source                  # 'voice' | 'ask'
-        self.publish = publish
-        self.speculative = speculative
-        self.speech_end_ns = speech_end_ns
-        self.feedback = feedback
-        self.stop = threading.Event()
-        self.discarded = threading.Event()    # speculative reply thrown away: no trace
-        self.confirmed = threading.Event()
-        self.done = threading.Event()
-        self.result: ReplyResult | None = None
-        self.lock = threading.Lock()
-        self.released = not speculative
-        self.from_partial = False             # speculative start from a partial transcript
-        self.pending: list[tuple[int, str, bool]] = []
-        self.first_token_ns = 0
-        self.token_stamped = False
-        self.chunk_stamped = False
-        self.not_heard = ''                   # unreliable transcript: say so, don't answer
+    def __init__(self, node: LlmNode) -> None:
+        self.node = node
 
-    def discard(self) -> None:
-        self.discarded.set()
-        self.stop.set()
+    def chunk(self, job: ReplyJob, index: int, text: str, final: bool, first: bool) -> None:
+        node = self.node
+        msg = ReplyChunk(turn_id=job.turn_id, index=index, text=text, is_final=final)
+        now = timeutil.now_ns()
+        msg.header.stamp = timeutil.to_msg(now)
+        msg.speech_end = timeutil.to_msg(job.speech_end_ns)
+        if node._reply_pub is not None:
+            node._reply_pub.publish(msg)
+        if first:
+            node.publish_stamp(job.turn_id, StageStamp.FIRST_CHUNK, now)
+        if final:
+            node.publish_stamp(job.turn_id, StageStamp.LLM_DONE, now)
+
+    def first_token(self, job: ReplyJob, stamp_ns: int | None) -> None:
+        self.node.publish_stamp(job.turn_id, StageStamp.LLM_FIRST_TOKEN, stamp_ns)
+
+    def history(self, data: str) -> None:
+        self.node._history_pub.publish(String(data=data))
+
+    def committed(self, job: ReplyJob, res: ReplyResult) -> None:
+        self.node._report_turn(job, res)
+
+    def failed(self, job: ReplyJob, exc: Exception) -> None:
+        self.node.get_logger().error(f'turn {job.turn_id}: reply failed: {exc!r}')
+        self.node.diag.error(f'reply failed: {exc}')
+
+    def count(self, key: str) -> None:
+        self.node.diag.count(key)
+
+    def warn(self, key: str, text: str) -> None:
+        self.node.warn_throttled(key, text)
 
 
 class LlmNode(StageNode):
@@ -177,23 +182,10 @@ class LlmNode(StageNode):
         super().__init__('llm', **kwargs)
         self._engine_factory = engine_factory or create_engine
         self._engine: Optional[LlmEngine] = None
-        self._generator: Optional[ReplyGenerator] = None
-        self._engine_lock = threading.Lock()    # held while generating; a reload swaps under it
-        self._state_lock = threading.RLock()
         self._active = False
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(QUEUE_SIZE)
-        self._worker: Optional[threading.Thread] = None
-        self._current: Optional[_Job] = None
-        self._speculative: dict[str, _Job] = {}
-        self._answered: OrderedDict[str, None] = OrderedDict()
-        self._recent: OrderedDict[str, list[str]] = OrderedDict()       # turn -> spoken chunks
-        self._heard_pending: dict[str, tuple[int, float]] = {}
         self._reload_thread: Optional[threading.Thread] = None
         self._reload_seq = itertools.count(1)
         self._latest_reload = 0
-        self._published_revision = -1
-        self._publish_lock = threading.Lock()     # worker, callbacks and timer all publish
-        self._prefix_dirty = True
         self._entities: list[Any] = []
         self._reply_pub: Any = None
         self._action: Optional[ActionServer] = None
@@ -204,6 +196,8 @@ class LlmNode(StageNode):
         self._memory = ConversationMemory(
             mcfg.system_prompt, history_max_tokens=mcfg.history_max_tokens,
             idle_timeout_s=mcfg.idle_timeout_s, summarize_dropped=mcfg.summarize_dropped)
+        self._sched = ReplyScheduler(self._memory, scheduler_from_params(self.params),
+                                     _NodeEvents(self), self.get_logger())
         if self.params['llm.nice'] > 0:
             # Before the worker and llama.cpp threads exist: they inherit it.
             nice = lower_cpu_priority(self.params['llm.nice'])
@@ -222,7 +216,7 @@ class LlmNode(StageNode):
             self.get_logger().error(f'cannot load the LLM: {exc}')
             self.diag.error(f'model load failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        with self._engine_lock:
+        with self._sched.engine_lock:
             self._install_engine(engine)
         self._reply_pub = self.create_lifecycle_publisher(ReplyChunk, 'reply', EVENT_QOS)
         g = self._topic_group
@@ -243,13 +237,11 @@ class LlmNode(StageNode):
                                     goal_callback=self._on_goal,
                                     cancel_callback=lambda _goal: CancelResponse.ACCEPT,
                                     callback_group=self._action_group)
-        self._worker = threading.Thread(target=self._worker_loop, name='llm-worker',
-                                        daemon=True)
-        self._worker.start()
+        self._sched.start()
         self.get_logger().info(
             f'QoS: transcript, voice/activity, interrupt, playback/events, reply '
             f'{describe(EVENT_QOS)}; llm/history {describe(STATE_QOS)}')
-        self._publish_history(force=True)
+        self._sched.publish_history(force=True)
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -260,7 +252,7 @@ class LlmNode(StageNode):
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._active = False
-        self._stop_all()
+        self._sched.stop_all()
         self.diag.warn('inactive')
         self.get_logger().info('inactive')
         return super().on_deactivate(state)
@@ -282,15 +274,7 @@ class LlmNode(StageNode):
 
     def _teardown(self) -> None:
         self._active = False
-        self._stop_all()
-        if self._worker is not None:
-            try:
-                self._jobs.put(None, timeout=1.0)
-            except queue.Full:
-                pass
-            self._worker.join(10.0)
-            self._worker = None
-        self._jobs = queue.Queue(QUEUE_SIZE)
+        self._sched.stop()
         if self._action is not None:
             self._action.destroy()
             self._action = None
@@ -306,8 +290,8 @@ class LlmNode(StageNode):
         if self._reply_pub is not None:
             self.destroy_lifecycle_publisher(self._reply_pub)
             self._reply_pub = None
-        with self._engine_lock:
-            engine, self._engine, self._generator = self._engine, None, None
+        with self._sched.engine_lock:
+            engine, self._engine, self._sched.generator = self._engine, None, None
         if engine is not None:
             engine.close()
             del engine
@@ -329,11 +313,11 @@ class LlmNode(StageNode):
         return engine
 
     def _install_engine(self, engine: LlmEngine) -> None:
-        """Swap the engine in (caller holds _engine_lock)."""
+        """Swap the engine in (caller holds the scheduler's engine_lock)."""
         self._engine = engine
         self._memory.set_token_counter(engine.count_tokens)
-        self._generator = ReplyGenerator(engine, self._memory)
-        self._prefix_dirty = True
+        self._sched.generator = ReplyGenerator(engine, self._memory)
+        self._sched.invalidate_prefix()
         self._apply_live_params()
 
     def _apply_live_params(self) -> None:
@@ -342,11 +326,11 @@ class LlmNode(StageNode):
         mem = self._memory
         if mcfg.system_prompt != mem.system_prompt:
             mem.system_prompt = mcfg.system_prompt
-            self._prefix_dirty = True
+            self._sched.invalidate_prefix()
         mem.history_max_tokens = mcfg.history_max_tokens
         mem.idle_timeout_s = mcfg.idle_timeout_s
         mem.summarize_dropped = mcfg.summarize_dropped
-        gen = self._generator
+        gen = self._sched.generator
         if gen is not None:
             gcfg = generation_from_params(p)
             gen.generation = gcfg
@@ -376,7 +360,7 @@ class LlmNode(StageNode):
                                    f'{self._engine_values().get("model", "the current model")}'
                                    f': {exc}')
             return
-        with self._engine_lock:
+        with self._sched.engine_lock:
             if seq != self._latest_reload or self._engine is None:
                 engine.close()          # superseded by a newer change, or cleaned up
                 return
@@ -408,6 +392,7 @@ class LlmNode(StageNode):
         return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
+        self._sched.config = scheduler_from_params(self.params)
         if 'llm.history_json' in changed and changed['llm.history_json']:
             self._import_history(changed['llm.history_json'])
         if self.needs_reload(changed) and self._engine is not None:
@@ -423,164 +408,48 @@ class LlmNode(StageNode):
     # ================================================================= history
     def _import_history(self, text: str) -> None:
         try:
-            n = self._memory.import_json(text)
+            n = self._sched.import_history(text)
         except HistoryFormatError as exc:
             self.get_logger().error(f'llm.history_json rejected: {exc}')
             self.diag.count('history.import_errors')
             return
         self.get_logger().info(f'conversation history loaded ({n} turns)')
-        self._prefix_dirty = True
-        self._publish_history()
-
-    def _publish_history(self, force: bool = False) -> None:
-        if not self.params['llm.history.publish']:
-            return
-        # One publisher at a time, in revision order: a stale export published last would be
-        # the history every subscriber keeps (transient local) until the next change.
-        with self._publish_lock:
-            rev = self._memory.revision
-            if rev == self._published_revision and not force:
-                return
-            data = self._memory.export_json()
-            self._published_revision = rev
-            self._history_pub.publish(String(data=data))
 
     # ================================================================= callbacks
     def _on_transcript(self, msg: Transcript) -> None:
         if not self._active:
             return
-        early = msg.is_early_final and not msg.is_final
-        partial = not (early or msg.is_final)
-        if partial and not (self.params['llm.speculative']
-                            and self.params['llm.speculative_partials']
-                            and looks_complete(msg.text)):
-            return                                    # partials are not answered
-        turn = msg.turn_id
-        clean = sanitize_input(msg.text, input_from_params(self.params).max_input_chars)
-        if not partial:
-            self._note_input(clean.problems, turn)
-        speech_end = timeutil.from_msg(msg.speech_end)
-        with self._state_lock:
-            spec = self._speculative.get(turn)
-            if early or partial:
-                # Speculative start: from the early final, or sooner from a partial that
-                # already reads complete. A later early final with other words replaces a
-                # partial's job; a partial never replaces an early final's.
-                if not self.params['llm.speculative'] or clean.empty or turn in self._answered \
-                        or msg.unreliable:
-                    return
-                if spec is not None and (same_utterance(spec.text, clean.text)
-                                         or (partial and not spec.from_partial)):
-                    return
-                if spec is not None:
-                    spec.discard()
-                    self.diag.count('speculative.discarded')
-                job = _Job(turn, clean.text, 'voice', True, speculative=True,
-                           speech_end_ns=speech_end)
-                job.from_partial = partial
-                if partial:
-                    self.diag.count('speculative.from_partial')
-                self._speculative[turn] = job
-                self._supersede(turn)
-                self._enqueue(job)
-                return
-            self._speculative.pop(turn, None)
-            if msg.unreliable and not clean.empty and turn not in self._answered:
-                if spec is not None:
-                    spec.discard()
-                    self.diag.count('speculative.discarded')
-                self._remember(self._answered, turn, None)
-                self.diag.count(f'not_heard.{msg.unreliable}')
-                self.get_logger().info(f'turn {turn}: transcript unreliable '
-                                       f'({msg.unreliable}); not answered')
-                self._supersede(turn)
-                job = _Job(turn, clean.text, 'voice', True, speech_end_ns=speech_end)
-                job.not_heard = msg.unreliable
-                self._enqueue(job)
-                return
-            if clean.empty:
-                if spec is not None:
-                    spec.discard()
-                self.get_logger().debug(f'turn {turn}: empty final transcript ignored')
-                return
-            if turn in self._answered:
-                self.warn_throttled('duplicate_final', f'turn {turn}: second final ignored')
-                return
-            self._remember(self._answered, turn, None)
-            if (spec is not None and not spec.stop.is_set()
-                    and same_utterance(spec.text, clean.text)):
-                spec.speech_end_ns = speech_end or spec.speech_end_ns
-                self._release(spec)
-                self.diag.count('speculative.used')
-                return
-            if spec is not None:
-                spec.discard()
-                self.diag.count('speculative.discarded')
-            self._supersede(turn)
-            self._enqueue(_Job(turn, clean.text, 'voice', True, speech_end_ns=speech_end))
+        self._sched.on_transcript(msg.turn_id, msg.text, final=msg.is_final,
+                                  early=msg.is_early_final, unreliable=msg.unreliable,
+                                  speech_end_ns=timeutil.from_msg(msg.speech_end))
 
     def _on_activity(self, msg: VoiceActivity) -> None:
         if msg.event in (VoiceActivity.SPEECH_RESUMED, VoiceActivity.TURN_DISCARDED):
-            with self._state_lock:
-                spec = self._speculative.pop(msg.turn_id, None)
-            if spec is not None:
-                spec.discard()
-                self.diag.count('speculative.discarded')
+            self._sched.drop_speculation(msg.turn_id)
 
     def _on_interrupt(self, msg: Interrupt) -> None:
-        with self._state_lock:
-            if msg.reason == Interrupt.SHUTDOWN:
-                self._stop_all()
-                return
-            current = self._current
-            if not msg.turn_id:
-                if current is not None:
-                    current.stop.set()
-                return
-            for job in self._jobs_for(msg.turn_id):
-                job.stop.set()
-            spec = self._speculative.pop(msg.turn_id, None)
-            if spec is not None:
-                spec.discard()
+        if msg.reason == Interrupt.SHUTDOWN:
+            self._sched.stop_all()
+        else:
+            self._sched.interrupt(msg.turn_id)
 
     def _on_playback(self, msg: PlaybackEvent) -> None:
-        if msg.event != PlaybackEvent.FLUSHED:
-            return
-        heard = (int(msg.segments_complete), float(msg.segment_fraction))
-        with self._state_lock:    # _commit records the chunks and the exchange under this lock
-            chunks = self._recent.get(msg.turn_id)
-            if chunks is None:
-                # Generation of that turn is still finishing: apply when it is committed.
-                self._heard_pending[msg.turn_id] = heard
-                while len(self._heard_pending) > RECENT_TURNS:
-                    self._heard_pending.pop(next(iter(self._heard_pending)))
-                return
-            trimmed = self._memory.trim_assistant(msg.turn_id, heard_text(chunks, *heard))
-        if trimmed:
-            self.get_logger().debug(f'turn {msg.turn_id}: history trimmed to the heard part')
-            self._publish_history()
+        if msg.event == PlaybackEvent.FLUSHED:
+            self._sched.flushed(msg.turn_id, msg.segments_complete, msg.segment_fraction)
 
     def _on_reset(self, request: Any, response: Any) -> Any:
-        n = len(self._memory)
-        self._memory.reset()
-        with self._state_lock:
-            self._heard_pending.clear()
-        self._prefix_dirty = True
-        self._publish_history()
+        n = self._sched.reset()
         response.success = True
         response.message = f'conversation forgotten ({n} turns)'
         self.get_logger().info(response.message)
         return response
 
     def _on_tick(self) -> None:
-        if self._memory.expire_if_idle():
-            self.get_logger().info('conversation forgotten after the idle timeout')
-            self._prefix_dirty = True
-        self._publish_history()
+        self._sched.tick()
 
     # ================================================================= ask action
     def _on_goal(self, goal: Any) -> GoalResponse:
-        if not self._active or self._generator is None:
+        if not self._active or self._sched.generator is None:
             self.get_logger().warning('ask rejected: the node is not active')
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
@@ -589,8 +458,8 @@ class LlmNode(StageNode):
         request = goal_handle.request
         result = Ask.Result()
         result.turn_id = f'ask-{uuid.uuid4().hex[:8]}'
-        clean = sanitize_input(request.text, input_from_params(self.params).max_input_chars)
-        self._note_input(clean.problems, result.turn_id)
+        clean = sanitize_input(request.text, self._sched.config.max_input_chars)
+        self._sched.note_input(clean.problems, result.turn_id)
         if clean.empty:
             goal_handle.abort()
             result.error_code = Ask.Result.FAILED
@@ -600,8 +469,9 @@ class LlmNode(StageNode):
         def feedback(index: int, chunk: str) -> None:
             goal_handle.publish_feedback(Ask.Feedback(index=index, chunk=chunk))
 
-        job = _Job(result.turn_id, clean.text, 'ask', bool(request.speak), feedback=feedback)
-        if not self._enqueue(job):
+        job = ReplyJob(result.turn_id, clean.text, 'ask', bool(request.speak),
+                       feedback=feedback)
+        if not self._sched.submit(job):
             goal_handle.abort()
             result.error_code = Ask.Result.FAILED
             result.error_message = 'busy: too many requests queued'
@@ -629,107 +499,9 @@ class LlmNode(StageNode):
             result.error_code = Ask.Result.SUCCESS
         return result
 
-    # ================================================================= jobs
-    def _enqueue(self, job: _Job) -> bool:
-        try:
-            self._jobs.put_nowait(job)
-            return True
-        except queue.Full:
-            self.warn_throttled('queue_full', f'turn {job.turn_id}: request queue full, dropped')
-            job.done.set()
-            return False
-
-    def _supersede(self, turn: str) -> None:
-        """A new voice turn makes every other voice reply pointless (caller holds the lock)."""
-        current = self._current
-        if current is not None and current.source == 'voice' and current.turn_id != turn:
-            current.stop.set()
-        for job in list(self._jobs.queue):
-            if job is not None and job.source == 'voice' and job.turn_id != turn:
-                job.stop.set()
-
-    def _jobs_for(self, turn: str) -> list[_Job]:
-        jobs = [j for j in list(self._jobs.queue) if j is not None and j.turn_id == turn]
-        if self._current is not None and self._current.turn_id == turn:
-            jobs.append(self._current)
-        return jobs
-
-    def _stop_all(self) -> None:
-        with self._state_lock:
-            if self._current is not None:
-                self._current.stop.set()
-            for job in list(self._jobs.queue):
-                if job is not None:
-                    job.stop.set()
-            for job in self._speculative.values():
-                job.discard()
-            self._speculative.clear()
-
-    def _worker_loop(self) -> None:
-        jobs = self._jobs
-        while True:
-            job = jobs.get()
-            if job is None:
-                return
-            try:
-                self._run(job)
-            except Exception as exc:  # the worker must survive anything
-                self.get_logger().error(f'turn {job.turn_id}: reply failed: {exc!r}')
-                self.diag.error(f'reply failed: {exc}')
-            finally:
-                job.done.set()
-                with self._state_lock:
-                    if self._current is job:
-                        self._current = None
-
-    def _run(self, job: _Job) -> None:
-        with self._state_lock:
-            if job.stop.is_set():
-                job.result = ReplyResult(job.turn_id, job.text, finish='cancelled')
-                return
-            self._current = job
-        with self._engine_lock:
-            gen = self._generator
-            if gen is None:
-                job.result = ReplyResult(job.turn_id, job.text, finish='error',
-                                         error='no model loaded')
-                return
-            if self._prefix_dirty:
-                self._prefix_dirty = False
-                gen.prepare()
-            self.get_logger().debug(f'turn {job.turn_id}: user said {job.text!r}')
-            res = gen.run(job.turn_id, job.text, job.stop,
-                          on_chunk=lambda i, t, f: self._emit(job, i, t, f),
-                          on_first_token=lambda ns: self._first_token(job, ns),
-                          not_heard=job.not_heard)
-        job.result = res
-        if job.speculative:
-            deadline = time.monotonic() + float(self.params['llm.speculative_wait_s'])
-            while not (job.confirmed.is_set() or job.discarded.is_set()):
-                if time.monotonic() > deadline or job.stop.is_set():
-                    # Never confirmed: timed out, interrupted or superseded.
-                    with self._state_lock:
-                        if not job.confirmed.is_set():
-                            job.discard()
-                            if self._speculative.get(job.turn_id) is job:
-                                del self._speculative[job.turn_id]
-                    break
-                job.confirmed.wait(0.02)
-            if job.discarded.is_set():
-                self.get_logger().debug(f'turn {job.turn_id}: speculative reply dropped')
-                job.result = ReplyResult(job.turn_id, job.text, finish='cancelled')
-                return
-        self._commit(job, res, gen)
-
-    def _commit(self, job: _Job, res: ReplyResult, gen: ReplyGenerator) -> None:
-        # The chunks and the exchange land together: a FLUSHED in between would find the
-        # chunks but no exchange to trim, and the whole reply would stay in the history.
-        with self._state_lock:
-            self._remember(self._recent, job.turn_id, list(res.chunks))
-            heard = self._heard_pending.pop(job.turn_id, None)
-            text = heard_text(res.chunks, *heard) if heard is not None else None
-            gen.commit(res, text)
-        self._publish_history()
+    # ================================================================= reporting
+    def _report_turn(self, job: ReplyJob, res: ReplyResult) -> None:
+        """Diagnostics and the log line of a committed reply."""
         self._turns_done += 1
         stats = res.stats
         first_chunk_ms = (res.first_chunk_ns - res.start_ns) / 1e6 if res.first_chunk_ns else -1
@@ -747,68 +519,6 @@ class LlmNode(StageNode):
             f'{stats.generated_tokens} tokens ({stats.cached_tokens}/{stats.prompt_tokens} '
             f'prompt tokens cached), first chunk {first_chunk_ms:.0f} ms, '
             f'{stats.tokens_per_s:.1f} tok/s')
-
-    # ================================================================= output
-    def _first_token(self, job: _Job, stamp_ns: int) -> None:
-        with job.lock:
-            job.first_token_ns = stamp_ns
-            if job.released and job.publish and not job.token_stamped:
-                job.token_stamped = True
-                self.publish_stamp(job.turn_id, StageStamp.LLM_FIRST_TOKEN, stamp_ns)
-
-    def _emit(self, job: _Job, index: int, text: str, final: bool) -> None:
-        with job.lock:
-            job.pending.append((index, text, final))
-            if job.released:
-                self._drain(job)
-
-    def _release(self, job: _Job) -> None:
-        """The final transcript confirmed a speculative reply: send what it has so far."""
-        with job.lock:
-            job.released = True
-            job.confirmed.set()
-            if job.first_token_ns and job.publish and not job.token_stamped:
-                job.token_stamped = True
-                # The token existed earlier, but the turn only became real now.
-                self.publish_stamp(job.turn_id, StageStamp.LLM_FIRST_TOKEN)
-            self._drain(job)
-
-    def _drain(self, job: _Job) -> None:
-        """Publish held chunks in order (caller holds job.lock)."""
-        for index, text, final in job.pending:
-            if job.feedback is not None and text:
-                job.feedback(index, text)
-            if not job.publish:
-                continue
-            if job.stop.is_set() and text:
-                continue                     # interrupted: nothing more for the TTS
-            msg = ReplyChunk(turn_id=job.turn_id, index=index, text=text, is_final=final)
-            now = timeutil.now_ns()
-            msg.header.stamp = timeutil.to_msg(now)
-            msg.speech_end = timeutil.to_msg(job.speech_end_ns)
-            if self._reply_pub is not None:
-                self._reply_pub.publish(msg)
-            if text and not job.chunk_stamped:
-                job.chunk_stamped = True
-                self.publish_stamp(job.turn_id, StageStamp.FIRST_CHUNK, now)
-            if final:
-                self.publish_stamp(job.turn_id, StageStamp.LLM_DONE, now)
-        job.pending.clear()
-
-    # ================================================================= helpers
-    def _note_input(self, problems: list[str], turn: str) -> None:
-        """Count and (rate-limited) report what the sanitiser had to fix."""
-        for problem in problems:
-            if problem == 'empty':
-                continue
-            self.warn_throttled(f'input.{problem}', f'turn {turn}: input text: {problem}')
-
-    @staticmethod
-    def _remember(store: OrderedDict, key: str, value: Any) -> None:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > RECENT_TURNS:
-            store.popitem(last=False)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -46,12 +46,12 @@ def test_an_engine_change_to_a_voice_not_in_the_store_is_refused(tts, tmp_path, 
 
 def test_a_voice_that_does_not_load_is_put_back(tts, tmp_path):
     assert tts.trigger_configure() == OK
-    running = tts._engine.describe()
+    running = tts._queue.engine.describe()
     broken = tmp_path / 'broken.onnx'
     broken.write_bytes(b'not an onnx model')
     res, = tts.set_parameters([Parameter('tts.piper.model_path', value=str(broken))])
     assert res.successful                  # the file is there; only loading it tells
     assert wait_param(tts, 'tts.piper.model_path', '') == ''
     assert tts.diag.level == DiagnosticStatus.ERROR and 'TTS reload failed' in tts.diag.message
-    assert tts._engine.describe() == running
+    assert tts._queue.engine.describe() == running
     assert tts.trigger_shutdown() == OK

@@ -1,10 +1,10 @@
 """The `tts` lifecycle node: reply chunks in, reply audio frames out.
 
-Thin glue around the engines (``engine.py``) and the streamer (``stream.py``):
-- `reply` (ReplyChunk) -> a bounded job queue -> one worker thread synthesizes each chunk
-  as soon as it arrives and publishes `audio/out` AudioFrames (stream_id = turn id,
-  segment = chunk index, fixed-size frames, end_of_segment / end_of_stream marks), and
-  stamps `tts_first_audio` for the turn.
+Thin glue around the engines (``engine.py``) and the work queue (``synthesis_queue.py``):
+- `reply` (ReplyChunk) -> `SynthesisQueue` (in order, no duplicates, bounded) -> its worker
+  thread synthesizes each chunk as soon as it arrives; the node publishes the `audio/out`
+  AudioFrames (stream_id = turn id, segment = chunk index, fixed-size frames,
+  end_of_segment / end_of_stream marks) and stamps `tts_first_audio` for the turn.
 - `interrupt` stops synthesis of that turn at once and drops its queued chunks.
 - `speak` action: text in, cancelable, finishes when the player reports the stream FINISHED
   on `playback/events` (stream id ``speak-<hex>``).
@@ -16,8 +16,6 @@ Thin glue around the engines (``engine.py``) and the streamer (``stream.py``):
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import threading
 import time
 import uuid
@@ -46,14 +44,18 @@ from wallie_tts.config import (
     StreamSettings,
     XttsSettings,
 )
-from wallie_tts.engine import EngineError, LoadResult, TtsEngine, check_model, load_engine
-from wallie_tts.normalize import normalize
+from wallie_tts.engine import EngineError, LoadResult, check_model, load_engine
 from wallie_tts.stream import ChunkSynthesizer
+from wallie_tts.synthesis_queue import (
+    SynthesisEvents,
+    SynthesisJob,
+    SynthesisQueue,
+    SynthesisStream,
+)
 
 SPEAK_PREFIX = 'speak-'
 MODEL_KEYS = frozenset({'tts.engine', 'tts.piper.voice', 'tts.piper.model_path',
                         'tts.xtts.model_path'})
-_MAX_REMEMBERED_STREAMS = 512
 
 PARAMS = (
     P.Param('tts.engine', 'piper', 'Speech engine: piper (CPU), xtts (GPU, voice cloning) or '
@@ -108,33 +110,6 @@ PARAMS = (
 
 
 @dataclass
-class Job:
-    """One chunk of text to speak."""
-
-    stream_id: str
-    index: int
-    text: str
-    is_final: bool
-    arrival_ns: int
-    is_reply: bool = True
-
-
-@dataclass
-class StreamState:
-    """What the worker knows about one reply stream."""
-
-    stream_id: str
-    settings: StreamSettings
-    started_ns: int = 0
-    first_audio_ns: int = 0
-    samples: int = 0
-    frames: int = 0
-    chunks_done: int = 0
-    synth_s: float = 0.0
-    ended: bool = False
-
-
-@dataclass
 class SpeakWaiter:
     """State shared between the speak action's execute callback and the worker."""
 
@@ -148,6 +123,70 @@ class SpeakWaiter:
     cancelled: str = ''
 
 
+class _NodeEvents(SynthesisEvents):
+    """The queue's events as frames, stamps, diagnostics, log lines and speak feedback."""
+
+    def __init__(self, node: TtsNode) -> None:
+        self.node = node
+        self._seq = 0
+
+    def frame(self, job: SynthesisJob, stream: SynthesisStream, frame: np.ndarray,
+              end_of_segment: bool, end_of_stream: bool, stamp_ns: int) -> None:
+        msg = audio_to_frame(frame, stream.settings.output_rate_hz, stamp_ns, seq=self._seq,
+                             frame_id='tts', stream_id=job.stream_id, segment=job.index)
+        msg.end_of_segment = end_of_segment
+        msg.end_of_stream = end_of_stream
+        self._seq += 1
+        if self.node._audio_pub is not None:
+            self.node._audio_pub.publish(msg)
+
+    def first_audio(self, job: SynthesisJob, stream: SynthesisStream) -> None:
+        node, now = self.node, stream.first_audio_ns
+        latency_ms = (now - job.arrival_ns) / 1e6
+        node.diag.value('first_audio_ms', f'{latency_ms:.1f}')
+        if job.is_reply:
+            node.publish_stamp(job.stream_id, StageStamp.TTS_FIRST_AUDIO, now)
+        node.get_logger().debug(f'{job.stream_id}: first audio {latency_ms:.1f} ms after '
+                                'its first chunk arrived')
+
+    def chunk_done(self, job: SynthesisJob, stream: SynthesisStream) -> None:
+        waiter = self.node._speak.get(job.stream_id)
+        if waiter is not None:
+            waiter.chunks_done = stream.chunks_done
+
+    def stream_ended(self, stream: SynthesisStream) -> None:
+        node = self.node
+        audio_s = stream.samples / stream.settings.output_rate_hz
+        rtf = stream.synth_s / audio_s if audio_s else 0.0
+        node.diag.value('rtf', f'{rtf:.3f}')
+        node.diag.count('streams')
+        node.get_logger().info(
+            f'{stream.stream_id}: {stream.chunks_done} chunk(s), {audio_s:.2f} s of audio, '
+            f'first audio {(stream.first_audio_ns - stream.started_ns) / 1e6:.0f} ms, '
+            f'RTF {rtf:.3f}')
+        waiter = node._speak.get(stream.stream_id)
+        if waiter is not None:
+            waiter.audio_s = audio_s
+            waiter.synthesized.set()
+
+    def engine_swapped(self, result: LoadResult) -> None:
+        self.node._show_engine(result)
+        self.node.diag.value('reload', 'done')
+        self.node.get_logger().info(f'switched to {result.engine.describe()}')
+
+    def failed(self, job: SynthesisJob, exc: Exception) -> None:
+        self.node.get_logger().error(f'synthesis of {job.stream_id}#{job.index} failed: '
+                                     f'{exc!r}')
+        self.node.diag.count('synthesis_errors')
+        self.node.diag.warn(f'synthesis failed: {exc}')
+
+    def count(self, key: str) -> None:
+        self.node.diag.count(key)
+
+    def warn(self, key: str, text: str) -> None:
+        self.node.warn_throttled(key, text)
+
+
 class TtsNode(StageNode):
     """Streaming TTS lifecycle node (see the module docstring)."""
 
@@ -155,25 +194,9 @@ class TtsNode(StageNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('tts', **kwargs)
-        self._cv = threading.Condition()
-        self._jobs: collections.deque[Job] = collections.deque()
-        self._cancelled: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._finished: collections.OrderedDict[str, bool] = collections.OrderedDict()
-        self._last_index: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._streams: dict[str, StreamState] = {}
+        self._queue = SynthesisQueue(self.stream_settings, _NodeEvents(self))
         self._speak: dict[str, SpeakWaiter] = {}
-        self._current: Optional[Job] = None
-        self._current_stop: Optional[threading.Event] = None
-        self._last_stream = ''
-        self._stream_open = False
-        self._engine: Optional[TtsEngine] = None
-        self._engine_info: Optional[LoadResult] = None
-        self._pending: Optional[LoadResult] = None
-        self._reload_gen = 0
-        self._seq = 0
         self._active = False
-        self._running = False
-        self._worker: Optional[threading.Thread] = None
         self._audio_pub: Any = None
         self._interrupt_pub: Any = None
         self._subs: list[Any] = []
@@ -222,7 +245,8 @@ class TtsNode(StageNode):
             ChunkSynthesizer(result.engine, self.stream_settings()).synthesize_all('Hello.')
         except Exception as exc:  # noqa: BLE001 - reported when the first reply fails
             log.warning(f'warm-up of the stream path failed: {exc!r}')
-        self._set_engine(result)
+        self._show_engine(result)
+        self._queue.start(result.engine)
         self._audio_pub = self.create_lifecycle_publisher(
             AudioFrame, 'audio/out', REPLY_AUDIO_QOS)
         self._interrupt_pub = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
@@ -238,9 +262,6 @@ class TtsNode(StageNode):
             self, Speak, 'speak', execute_callback=self._speak_execute,
             goal_callback=self._speak_goal, cancel_callback=lambda _g: CancelResponse.ACCEPT,
             callback_group=ReentrantCallbackGroup())
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name='tts-worker', daemon=True)
-        self._worker.start()
         log.info(f'configured: {result.engine.describe()} (load+warm-up {result.load_s:.2f} s)'
                  f'; audio/out {describe(REPLY_AUDIO_QOS)} at '
                  f'{self.params["tts.output_rate_hz"]} Hz, {self.params["tts.frame_ms"]} ms '
@@ -275,13 +296,7 @@ class TtsNode(StageNode):
     def _teardown(self) -> None:
         self._active = False
         self._cancel_all('shutting down')
-        with self._cv:
-            self._running = False
-            self._reload_gen += 1  # a reload still running is discarded
-            self._cv.notify_all()
-        if self._worker is not None:
-            self._worker.join(10.0)
-            self._worker = None
+        self._queue.stop()     # a reload still running is discarded; the engines are closed
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -294,15 +309,9 @@ class TtsNode(StageNode):
         if self._interrupt_pub is not None:
             self.destroy_publisher(self._interrupt_pub)
             self._interrupt_pub = None
-        with self._cv:
-            engines = [self._engine, self._pending.engine if self._pending else None]
-            self._engine, self._pending, self._engine_info = None, None, None
-        for eng in engines:
-            if eng is not None:
-                eng.close()
 
-    def _set_engine(self, result: LoadResult) -> None:
-        self._engine, self._engine_info = result.engine, result
+    def _show_engine(self, result: LoadResult) -> None:
+        """Report the engine in use on /diagnostics (and warn about a fallback)."""
         self.diag.value('engine', result.engine.name)
         self.diag.value('voice', result.engine.describe())
         self.diag.value('load_s', f'{result.load_s:.2f}')
@@ -329,18 +338,17 @@ class TtsNode(StageNode):
         return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
-        if self._engine is None or not self.needs_reload(changed):
+        engine = self._queue.engine
+        if engine is None or not self.needs_reload(changed):
             return  # live values are read per reply; engine params apply at configure
-        if set(changed) == {'tts.speaker_wav'} and self._engine.name == 'xtts' \
+        if set(changed) == {'tts.speaker_wav'} and engine.name == 'xtts' \
                 and changed['tts.speaker_wav']:
             target = self._set_speaker_wav
             args: tuple[Any, ...] = (changed['tts.speaker_wav'], dict(self.previous_params))
         elif set(changed) == {'tts.speaker_wav'} and self.params['tts.engine'] != 'xtts':
             target, args = self._check_speaker_wav, (changed['tts.speaker_wav'],)
         else:
-            with self._cv:
-                self._reload_gen += 1
-                gen = self._reload_gen
+            gen = self._queue.next_generation()
             target, args = self._reload, (self.engine_settings(), gen,
                                           dict(self.previous_params), dict(changed))
         self.diag.value('reload', 'in progress')
@@ -353,25 +361,18 @@ class TtsNode(StageNode):
         try:
             result = load_engine(settings, allow_fallback=False)
         except EngineError as exc:
-            keep = self._engine.describe() if self._engine else 'none'
+            engine = self._queue.engine
+            keep = engine.describe() if engine else 'none'
             self.diag.value('reload', 'failed')
-            if gen == self._reload_gen:
+            if self._queue.is_latest(gen):
                 self.revert_params(previous, changed, f'TTS reload failed, keeping {keep}: {exc}')
             return
-        with self._cv:
-            if gen != self._reload_gen or not self._running:
-                stale = result.engine
-            else:
-                stale = self._pending.engine if self._pending else None
-                self._pending = result
-                self._cv.notify_all()
-        if stale is not None:
-            stale.close()
+        self._queue.offer(result, gen)
         log.info(f'new engine ready ({result.engine.describe()}, {result.load_s:.2f} s); '
                  'switching at the next reply')
 
     def _set_speaker_wav(self, path: str, previous: dict[str, Any]) -> None:
-        engine = self._engine
+        engine = self._queue.engine
         try:
             name = engine.set_speaker_wav(path)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - SpeakerWavError and model errors
@@ -417,40 +418,12 @@ class TtsNode(StageNode):
             self.warn_throttled('reply_too_long', f'reply chunk of {len(text)} chars truncated '
                                 f'to tts.max_text_chars={limit}')
             text = text[:limit]
-        job = Job(turn, int(msg.index), text, bool(msg.is_final), now)
+        job = SynthesisJob(turn, int(msg.index), text, bool(msg.is_final), now)
         self.get_logger().debug(f'reply {turn}#{msg.index} final={msg.is_final}: {text!r}')
-        self._enqueue(job)
-
-    def _enqueue(self, job: Job) -> bool:
-        with self._cv:
-            sid = job.stream_id
-            if sid in self._cancelled:
-                return False
-            if sid in self._finished:
-                self.warn_throttled('reply_after_final', f'chunk {job.index} of {sid} arrived '
-                                    'after its final chunk; dropped')
-                return False
-            last = self._last_index.get(sid)
-            if last is not None and job.index <= last:
-                self.warn_throttled('reply_duplicate', f'chunk {job.index} of {sid} is a '
-                                    f'duplicate or out of order (last {last}); dropped')
-                return False
-            if len(self._jobs) >= self.params['tts.queue_max_chunks']:
-                self.warn_throttled('queue_full', f'synthesis queue full '
-                                    f'({len(self._jobs)} chunks); chunk dropped')
-                self.diag.count('dropped_chunks')
-                return False
-            _remember(self._last_index, sid, job.index)
-            if job.is_final:
-                _remember(self._finished, sid, True)
-            self._jobs.append(job)
-            self._cv.notify_all()
-            return True
+        self._queue.push(job, self.params['tts.queue_max_chunks'])
 
     def _on_interrupt(self, msg: Interrupt) -> None:
-        with self._cv:
-            turn = msg.turn_id or (self._current.stream_id if self._current
-                                   else self._last_stream)
+        turn = self._queue.target(msg.turn_id)
         if not turn:
             return
         self._cancel(turn, f'interrupt reason {msg.reason}')
@@ -465,159 +438,20 @@ class TtsNode(StageNode):
 
     # -- cancelling -----------------------------------------------------------------------
     def _cancel(self, stream_id: str, why: str) -> None:
-        with self._cv:
-            already = stream_id in self._cancelled
-            _remember(self._cancelled, stream_id, why)
-            before = len(self._jobs)
-            self._jobs = collections.deque(j for j in self._jobs if j.stream_id != stream_id)
-            dropped = before - len(self._jobs)
-            current = self._current is not None and self._current.stream_id == stream_id
-            if current and self._current_stop is not None:
-                self._current_stop.set()
-            state = self._streams.pop(stream_id, None)
-            if state is not None or current:
-                self._stream_open = False
-            self._cv.notify_all()
+        found = self._queue.cancel(stream_id, why)
         waiter = self._speak.get(stream_id)
         if waiter is not None and not waiter.synthesized.is_set():
             waiter.cancelled = why
             waiter.synthesized.set()
-        if not already and (current or dropped or state is not None):
+        if found.noticed:
             self.get_logger().info(f'stopped {stream_id} ({why}): synthesis '
-                                   f'{"stopped" if current else "idle"}, {dropped} queued '
-                                   'chunk(s) dropped')
+                                   f'{"stopped" if found.stopped else "idle"}, '
+                                   f'{found.dropped} queued chunk(s) dropped')
             self.diag.count('interrupts')
 
     def _cancel_all(self, why: str) -> None:
-        with self._cv:
-            streams = {j.stream_id for j in self._jobs}
-            if self._current is not None:
-                streams.add(self._current.stream_id)
-            streams.update(self._streams)
-        for sid in streams:
+        for sid in self._queue.streams():
             self._cancel(sid, why)
-
-    # -- worker ---------------------------------------------------------------------------
-    def _work(self) -> None:
-        idle_since = time.monotonic()
-        while True:
-            with self._cv:
-                while self._running and not self._jobs:
-                    if self._pending is not None and (not self._stream_open or
-                                                      time.monotonic() - idle_since > 5.0):
-                        self._swap_engine_locked()
-                    # Sleep until a job comes (notified); poll only while a loaded engine
-                    # waits for the stream to go idle before it is swapped in.
-                    self._cv.wait(0.1 if self._pending is not None else None)
-                if not self._running:
-                    return
-                job = self._jobs.popleft()
-                if job.stream_id != self._last_stream or not self._stream_open:
-                    if self._pending is not None:
-                        self._swap_engine_locked()
-                self._current = job
-                self._current_stop = threading.Event()
-                stop = self._current_stop
-                engine = self._engine
-            try:
-                if engine is not None:
-                    self._process(job, engine, stop)
-            except Exception as exc:  # noqa: BLE001 - a bad chunk must not kill the worker
-                self.get_logger().error(f'synthesis of {job.stream_id}#{job.index} failed: '
-                                        f'{exc!r}')
-                self.diag.count('synthesis_errors')
-                self.diag.warn(f'synthesis failed: {exc}')
-            finally:
-                with self._cv:
-                    self._current = None
-                    self._current_stop = None
-                idle_since = time.monotonic()
-
-    def _swap_engine_locked(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        old = self._engine
-        self._set_engine(pending)
-        self.diag.value('reload', 'done')
-        self.get_logger().info(f'switched to {pending.engine.describe()}')
-        if old is not None:
-            old.close()
-
-    def _process(self, job: Job, engine: TtsEngine, stop: threading.Event) -> None:
-        sid = job.stream_id
-        with self._cv:
-            if sid in self._cancelled:
-                return
-            state = self._streams.get(sid)
-            if state is None:
-                state = StreamState(sid, self.stream_settings(), started_ns=job.arrival_ns)
-                self._streams[sid] = state
-            self._last_stream = sid
-            self._stream_open = True
-        live = self.stream_settings()
-        settings = dataclasses.replace(state.settings, volume=live.volume,
-                                       speaking_rate=live.speaking_rate)
-        text = normalize(job.text)
-        synth = ChunkSynthesizer(engine, settings)
-        t0 = time.monotonic()
-        sent_last = False
-        for frame, last in synth.frames(text, state.first_audio_ns == 0, stop):
-            if stop.is_set():
-                return
-            end = last and job.is_final
-            self._publish(job, state, frame, last, end)
-            sent_last = end
-        if stop.is_set():
-            return
-        state.synth_s += time.monotonic() - t0
-        state.chunks_done += 1
-        waiter = self._speak.get(sid)
-        if waiter is not None:
-            waiter.chunks_done = state.chunks_done
-        if job.is_final:
-            if not sent_last:  # nothing audible in the final chunk: close the stream
-                silence = np.zeros(settings.frame_samples, dtype=np.float32)
-                self._publish(job, state, silence, True, True)
-            self._end_stream(state)
-
-    def _publish(self, job: Job, state: StreamState, frame, end_of_segment: bool,
-                 end_of_stream: bool) -> None:
-        now = timeutil.now_ns()
-        msg = audio_to_frame(frame, state.settings.output_rate_hz, now, seq=self._seq,
-                             frame_id='tts', stream_id=job.stream_id, segment=job.index)
-        msg.end_of_segment = end_of_segment
-        msg.end_of_stream = end_of_stream
-        self._seq += 1
-        if self._audio_pub is not None:
-            self._audio_pub.publish(msg)
-        state.frames += 1
-        state.samples += len(frame)
-        if state.first_audio_ns == 0:
-            state.first_audio_ns = now
-            latency_ms = (now - job.arrival_ns) / 1e6
-            self.diag.value('first_audio_ms', f'{latency_ms:.1f}')
-            if job.is_reply:
-                self.publish_stamp(job.stream_id, StageStamp.TTS_FIRST_AUDIO, now)
-            self.get_logger().debug(f'{job.stream_id}: first audio {latency_ms:.1f} ms after '
-                                    'its first chunk arrived')
-
-    def _end_stream(self, state: StreamState) -> None:
-        with self._cv:
-            self._streams.pop(state.stream_id, None)
-            self._stream_open = False
-        audio_s = state.samples / state.settings.output_rate_hz
-        rtf = state.synth_s / audio_s if audio_s else 0.0
-        self.diag.value('rtf', f'{rtf:.3f}')
-        self.diag.count('streams')
-        self.get_logger().info(
-            f'{state.stream_id}: {state.chunks_done} chunk(s), {audio_s:.2f} s of audio, '
-            f'first audio {(state.first_audio_ns - state.started_ns) / 1e6:.0f} ms, '
-            f'RTF {rtf:.3f}')
-        waiter = self._speak.get(state.stream_id)
-        if waiter is not None:
-            waiter.audio_s = audio_s
-            waiter.synthesized.set()
 
     # -- speak action ---------------------------------------------------------------------
     def _speak_goal(self, goal_request) -> GoalResponse:
@@ -646,7 +480,8 @@ class TtsNode(StageNode):
         try:
             now = timeutil.now_ns()
             for i, part in enumerate(parts):
-                if not self._enqueue(Job(sid, i, part, i == len(parts) - 1, now, False)):
+                job = SynthesisJob(sid, i, part, i == len(parts) - 1, now, False)
+                if not self._queue.push(job, self.params['tts.queue_max_chunks']):
                     self._cancel(sid, 'queue full')
                     result.error_code = Speak.Result.FAILED
                     result.error_message = 'synthesis queue is full'
@@ -709,12 +544,6 @@ class TtsNode(StageNode):
         goal_handle.succeed()
         return result
 
-
-def _remember(table: collections.OrderedDict, key: str, value: Any) -> None:
-    table[key] = value
-    table.move_to_end(key)
-    while len(table) > _MAX_REMEMBERED_STREAMS:
-        table.popitem(last=False)
 
 
 def main(args: Optional[list[str]] = None) -> None:
