@@ -42,6 +42,7 @@ MYPY_MODULES = [
     'src/wallie_audio/wallie_audio/ring.py',
     'src/wallie_audio/wallie_audio/sinks.py',
     'src/wallie_audio/wallie_audio/sources.py',
+    'src/wallie_audio/wallie_audio/synthetic.py',
     'src/wallie_audio/wallie_audio/vad.py',
     'src/wallie_audio/wallie_audio/wake.py',
     'src/wallie_audio/wallie_audio/wake_bench.py',
