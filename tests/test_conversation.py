@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from wallie_cli import e2e, fixture_set, wavs
+from wallie_cli import e2e, fixture_set, turn_result, wavs
 from wallie_llm.reply import heard_text
 from wallie_testing import echo_mic
 
@@ -96,14 +96,14 @@ def settled(graph, mic):
     yield
 
 
-def heard(asr, turn: e2e.TurnResult) -> str:
+def heard(asr, turn: turn_result.TurnResult) -> str:
     """What the user heard: the reply audio the player wrote, transcribed by our ASR."""
     assert turn.answer is not None and turn.answer.size, 'the player wrote no audio'
     assert turn.answer_rate == 16000, turn.answer_rate
     return asr.transcribe(turn.answer.astype(np.float32) / 32768.0).text
 
 
-def explain(graph: e2e.LiveGraph, turn: e2e.TurnResult) -> str:
+def explain(graph: e2e.LiveGraph, turn: turn_result.TurnResult) -> str:
     rec = turn.record
     return (f'turn={turn.turn_id!r} transcript={turn.transcript!r} reply={turn.reply_text!r} '
             f'activity={[a["event"] for a in rec.activity] if rec else None} '
@@ -169,7 +169,7 @@ def test_barge_in_stops_the_reply_but_own_echo_does_not(graph, mic):
         if heard != turn_a.reply_text:
             break
     assert turn_a is not None and turn_a.interrupts, \
-        f'no interrupt: {explain(graph, e2e.TurnResult(turn_a, None))}'
+        f'no interrupt: {explain(graph, turn_result.TurnResult(turn_a, None))}'
     assert turn_a.interrupts[0]['reason'] == 'BARGE_IN'
     assert 'flushed' in turn_a.playback, 'the player did not flush'
     assert 'finished' not in turn_a.playback
@@ -228,8 +228,8 @@ def test_spoken_question_gets_a_spoken_answer_with_the_fact(graph, mic, asr, fx)
     ANSWERS[fx['name']] = (turn.transcript, said, right)
     # the stamps of a complete turn, in causal order, and a TurnMetrics record
     st = turn.stamps()
-    chain = [st.get(k, 0) for k in e2e.CHAIN]
-    assert all(chain) and chain == sorted(chain), dict(zip(e2e.CHAIN, chain))
+    chain = [st.get(k, 0) for k in turn_result.CHAIN]
+    assert all(chain) and chain == sorted(chain), dict(zip(turn_result.CHAIN, chain))
     lat = turn.latencies()
     # The gate's speech end vs the truth. Silero judges 32 ms blocks whose phase against
     # the speech is random here; over 16 phases the clean fixtures' error spans about

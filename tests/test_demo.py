@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import wallie_cli
-from wallie_cli import e2e, feed, fixture_set, observer, wavs
+from wallie_cli import feed, fixture_set, observer, turn_result, wavs
 
 pytestmark = pytest.mark.slow
 QUESTION = Path(wallie_cli.__file__).with_name('data') / 'question.wav'
@@ -146,19 +146,19 @@ def test_wav_tail_reads_a_file_that_is_still_being_written(tmp_path):
 
 
 def test_fact_matching_and_latency_summary():
-    from wallie_cli import bench
+    from wallie_cli import bench_report
     assert fixture_set.contains_fact('A spider has eight legs.', ['eight', '8'])
     assert fixture_set.contains_fact('It has 8 legs', ['eight', '8'])
     assert not fixture_set.contains_fact('Parisian food', ['paris'])
     assert fixture_set.contains_fact('William Shakespeare wrote it', ['shakespeare'])
-    s = bench.stats([100.0, 200.0, float('nan'), None, 300.0])
+    s = bench_report.stats([100.0, 200.0, float('nan'), None, 300.0])
     assert s['n'] == 3 and s['p50'] == 200.0 and s['max'] == 300.0
-    assert bench.stats([])['p50'] is None
+    assert bench_report.stats([])['p50'] is None
     rec = observer.TurnRecord('t1', 0)
     base = 1_000_000_000_000
-    for i, stage in enumerate(e2e.CHAIN):
+    for i, stage in enumerate(turn_result.CHAIN):
         rec.stamps[stage] = base + i * 100_000_000
-    res = e2e.TurnResult(rec, feed.Feed('f', speech_end_ns=base - 50_000_000))
+    res = turn_result.TurnResult(rec, feed.Feed('f', speech_end_ns=base - 50_000_000))
     lat = res.latencies()
     assert lat['e2e_ms'] == 500.0 and lat['true_e2e_ms'] == 550.0
     assert lat['vad_end_error_ms'] == 50.0 and lat['asr_ms'] == 100.0

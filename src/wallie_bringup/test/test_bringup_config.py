@@ -129,6 +129,9 @@ def test_flags_and_set(tmp_path):
     assert C.parse_set('llm:llm.model=a=b') == ('llm', 'llm.model', 'a=b')
     with pytest.raises(C.ConfigError):
         C.parse_set('asr.beam_size=2')
+    assert C.parse_sets(['asr:asr.beam_size=2', 'llm:llm.max_tokens=48',
+                         'asr:asr.beam_size=3']) == {'asr': {'asr.beam_size': 3},
+                                                     'llm': {'llm.max_tokens': 48}}
 
 
 def test_written_params_file_is_read_by_rcl(tmp_path):

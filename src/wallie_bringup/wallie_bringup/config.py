@@ -14,116 +14,58 @@ parameter):
 The result is one merged ROS parameter file per run (``<run dir>/params.yaml``) that every
 process gets with ``--params-file``. Parameter files use the usual ROS layout
 (``<node>: {ros__parameters: {...}}``; ``/**`` applies to every node). Pure Python: no rclpy.
+
+Parameter files and dictionaries are ``wallie_bringup.ros_params``, config.toml and WALLIE_*
+are ``wallie_bringup.user_config``; this module stacks the layers, turns the command-line flags
+into parameters and checks the result against the nodes' parameter tables. It is the module
+the rest of Wallie imports.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib
 import json
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-_LOG = logging.getLogger(__name__)
-
-HOME_ENV = 'WALLIE_HOME'
-DEFAULT_HOME = '~/.wallie_voice_bot'
-CONFIG_ENV = 'WALLIE_CONFIG'
-ENV_PREFIX = 'WALLIE_'
-GLOBAL = '*'          # internal key for the ``/**`` section (every node)
-
-# WALLIE_* variables that are not configuration keys (tooling, tests, paths).
-NON_CONFIG_ENV = frozenset({
-    'WALLIE_HOME', 'WALLIE_CONFIG', 'WALLIE_MODEL_DIR', 'WALLIE_CACHE_DIR', 'WALLIE_VENV',
-    'WALLIE_PYTHON', 'WALLIE_SKIP_MODELS', 'WALLIE_TEST_DOMAIN_SET', 'WALLIE_CONFIG_DIR',
-    'WALLIE_RUN_DIR',
-})
-
-
-class ConfigError(ValueError):
-    """A configuration value or file that cannot be used; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class ConfigKey:
-    """A key of config.toml / WALLIE_* and the ROS parameter(s) it sets."""
-
-    key: str
-    type: type
-    targets: tuple[tuple[str, str], ...]  # (node name, ROS parameter)
-    description: str
-    example: Any = None                   # shown in the template when there is no default
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.key.upper()
-
-
-def _k(key: str, typ: type, targets: Iterable[tuple[str, str]], description: str,
-       example: Any = None) -> ConfigKey:
-    return ConfigKey(key, typ, tuple(targets), description, example)
-
-
-# The brief's configuration keys and the ROS parameters they map to. The parameter names
-# are those declared in the stage packages' PARAMS tables (checked by a test when the
-# stage packages are importable).
-KEYS: tuple[ConfigKey, ...] = (
-    _k('wake_word', str, [('voice_gate', 'wake.word')],
-       'Wake word of wake.engine: an openWakeWord model name (the default engine and '
-       'word: hey_jarvis); with wake.engine embedding, "wallie" (an acoustic model from the '
-       'model store) or any word or phrase ("hey robot": built from the text on first use, '
-       'or from your voice with `wallie wake enroll`); a Porcupine keyword or .ppn; or the '
-       'transcript phrase.',
-       'hey_jarvis'),
-    _k('wake_word_sensitivity', float, [('voice_gate', 'wake.sensitivity')],
-       'Wake word sensitivity in [0, 1]; higher wakes more easily.'),
-    _k('asr_model', str, [('asr', 'asr.model')],
-       'faster-whisper model id from the model store, or a path (tiny.en, base.en, small...).'),
-    _k('asr_compute_type', str, [('asr', 'asr.compute_type')],
-       'CTranslate2 compute type: int8, int8_float16, float16 or float32.'),
-    _k('asr_device', str, [('asr', 'asr.device')], 'ASR device: cpu, cuda or auto.'),
-    _k('llm_model', str, [('llm', 'llm.model')],
-       'LLM: a model-store id or GGUF path (llama.cpp), or a Hugging Face id / path (vLLM).'),
-    _k('llm_engine', str, [('llm', 'llm.engine')], 'LLM engine: llama_cpp or vllm.'),
-    _k('llm_max_tokens', int, [('llm', 'llm.max_tokens')],
-       'Upper bound on the number of tokens in one reply.'),
-    _k('llm_gpu_memory_fraction', float, [('llm', 'llm.gpu_memory_fraction')],
-       'Fraction of GPU memory vLLM may take (leave room for ASR and TTS).'),
-    _k('system_prompt', str, [('llm', 'llm.system_prompt')],
-       'Persona / system prompt of the assistant.'),
-    _k('tts_engine', str, [('tts', 'tts.engine')], 'TTS engine: piper, xtts or espeak.'),
-    _k('tts_voice', str, [('tts', 'tts.piper.voice')], 'Piper voice: a model-store id.'),
-    _k('tts_speaker_wav', str, [('tts', 'tts.speaker_wav')],
-       'XTTS v2 voice cloning: 10-30 s of clear mono speech (WAV, 22050 Hz or more).',
-       example='/path/to/voice.wav'),
-    _k('input_device', str, [('capture', 'device.name')],
-       'Microphone: a name substring or an index ("" = system default).'),
-    _k('output_device', str, [('player', 'device.name')],
-       'Speaker: a name substring or an index ("" = system default).'),
-    _k('enable_prometheus', bool, [('metrics', 'prometheus.enabled')],
-       'Serve Prometheus metrics on localhost.'),
-    _k('prometheus_port', int, [('metrics', 'prometheus.port')],
-       'Port of the Prometheus endpoint (bound to 127.0.0.1).'),
+from wallie_bringup.ros_params import (
+    GLOBAL,
+    ConfigError,
+    Params,
+    config_dir,
+    diff,
+    for_node,
+    load_params_file,
+    merge,
+    profile_path,
+    to_ros_yaml,
+    write_params_file,
 )
-KEYS_BY_NAME = {k.key: k for k in KEYS}
-# Keys that choose how Wallie runs rather than a node parameter.
-RUN_KEYS: dict[str, tuple[type, str, Any]] = {
-    'profile': (str, 'Parameter profile: cpu or gpu.', 'cpu'),
-    'log_level': (str, 'Log level of every node: debug, info, warn, error.', 'info'),
-}
+from wallie_bringup.user_config import (
+    ENV_PREFIX,
+    KEYS,
+    KEYS_BY_NAME,
+    NON_CONFIG_ENV,
+    config_path,
+    home_dir,
+    keys_to_params,
+    read_config_toml,
+    read_env,
+)
+
+__all__ = [
+    'ENV_PREFIX', 'GLOBAL', 'KEYS', 'KEYS_BY_NAME', 'NON_CONFIG_ENV', 'NO_WAKE_PARAMS',
+    'ConfigError', 'Params', 'Resolved', 'RunConfig', 'check_run', 'check_values',
+    'config_dir', 'diff', 'for_node', 'home_dir', 'input_params', 'load_params_file', 'merge',
+    'node_param_table', 'output_params', 'parse_set', 'parse_sets', 'read_config_toml', 'resolve',
+    'to_ros_yaml', 'write_params_file',
+]
 
 
 # The command-line flags of `wallie up` and the parameters they set (highest precedence).
@@ -166,313 +108,13 @@ def parse_set(item: str) -> tuple[str, str, Any]:
     return node.strip(), param.strip(), value
 
 
-# -- locations ------------------------------------------------------------------------------
-def home_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser()
-
-
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    explicit = env.get(CONFIG_ENV)
-    return Path(explicit).expanduser() if explicit else home_dir(env) / 'config.toml'
-
-
-def config_dir() -> Path:
-    """Where defaults.yaml and the profiles live: package data of wallie_bringup.
-
-    ``$WALLIE_CONFIG_DIR`` overrides it. The same files are installed to
-    ``share/wallie_bringup/config`` for ROS users; the package copy is the one read, so a
-    pip, editable or colcon install all find them without a source tree.
-    """
-    candidates = []
-    if os.environ.get('WALLIE_CONFIG_DIR'):
-        candidates.append(Path(os.environ['WALLIE_CONFIG_DIR']))
-    candidates.append(Path(str(resources.files('wallie_bringup') / 'config')))
-    for c in candidates:
-        if (c / 'defaults.yaml').is_file():
-            return c
-    raise ConfigError('cannot find the wallie parameter files (defaults.yaml); looked in: '
-                      + ', '.join(str(c) for c in candidates))
-
-
-def profile_path(profile: str) -> Path:
-    path = config_dir() / f'{profile}.yaml'
-    if not path.is_file():
-        available = sorted(p.stem for p in config_dir().glob('*.yaml') if p.stem != 'defaults')
-        raise ConfigError(f'unknown profile {profile!r}; available: {", ".join(available)}')
-    return path
-
-
-# -- parameter dictionaries -----------------------------------------------------------------
-Params = dict[str, dict[str, Any]]   # node name (or GLOBAL) -> flat dotted parameter -> value
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f'{prefix}.{k}' if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
-
-
-def _node_key(key: str) -> str:
-    key = str(key).strip()
-    if key in ('/**', '**'):
-        return GLOBAL
-    for prefix in ('/**/', '**/'):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-    return key.strip('/')
-
-
-def parse_ros_params(data: Any, where: str) -> Params:
-    """Turn a ROS parameter-file structure into {node: {dotted.param: value}}."""
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f'{where}: expected a mapping of node names')
+def parse_sets(items: Iterable[str]) -> Params:
+    """Every ``--set NODE:PARAM=VALUE`` as ``{node: {param: value}}`` (a later one wins)."""
     out: Params = {}
-    for node, body in data.items():
-        if not isinstance(body, dict) or 'ros__parameters' not in body:
-            raise ConfigError(f'{where}: {node!r} has no ros__parameters section')
-        flat: dict[str, Any] = {}
-        _flatten('', body['ros__parameters'] or {}, flat)
-        out.setdefault(_node_key(node), {}).update(flat)
+    for item in items:
+        node, param, value = parse_set(item)
+        out.setdefault(node, {})[param] = value
     return out
-
-
-def load_params_file(path: str | os.PathLike) -> Params:
-    path = Path(path).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f'parameter file not found: {path}') from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f'{path}: not valid YAML: {exc}') from None
-    return parse_ros_params(data, str(path))
-
-
-def to_ros_yaml(params: Params) -> dict[str, Any]:
-    """Back to a ROS parameter-file structure (node names match in any namespace).
-
-    Empty lists are left out: rcl reads ``[]`` as "not set", which a typed parameter
-    rejects at start-up; leaving it out gives the node's own default.
-    """
-    out: dict[str, Any] = {}
-
-    def body(values: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in sorted(values.items()) if not (isinstance(v, list) and not v)}
-    if params.get(GLOBAL) and body(params[GLOBAL]):
-        out['/**'] = {'ros__parameters': body(params[GLOBAL])}
-    for node in sorted(k for k in params if k != GLOBAL):
-        if body(params[node]):
-            out[f'/**/{node}'] = {'ros__parameters': body(params[node])}
-    return out
-
-
-def write_params_file(params: Params, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    header = ('# Merged Wallie parameters for this run (generated; edit config.toml or the\n'
-              '# profile YAML instead). Precedence: defaults < profile < config.toml < '
-              'WALLIE_* < --params < flags.\n')
-    text = header + yaml.safe_dump(to_ros_yaml(params), sort_keys=False,
-                                   default_flow_style=False)
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    tmp.write_text(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-    return path
-
-
-def merge(*layers: Params) -> Params:
-    out: Params = {}
-    for layer in layers:
-        for node, values in layer.items():
-            out.setdefault(node, {}).update(copy.deepcopy(values))
-    return out
-
-
-def diff(old: Params, new: Params) -> Params:
-    """Parameters whose value differs in `new` (or is new), per node."""
-    out: Params = {}
-    for node, values in new.items():
-        before = old.get(node, {})
-        changed = {k: v for k, v in values.items() if k not in before or before[k] != v}
-        if changed:
-            out[node] = changed
-    return out
-
-
-def for_node(params: Params, node: str) -> dict[str, Any]:
-    """The parameters a node receives: the global section, then its own."""
-    out = dict(params.get(GLOBAL, {}))
-    out.update(params.get(node, {}))
-    return out
-
-
-# -- typed values ---------------------------------------------------------------------------
-_TRUE = {'1', 'true', 'yes', 'on'}
-_FALSE = {'0', 'false', 'no', 'off'}
-
-
-def coerce(value: Any, typ: type, what: str) -> Any:
-    """Convert a TOML value or an environment string to `typ`, or raise ConfigError."""
-    if isinstance(value, str) and typ is not str:
-        text = value.strip()
-        if typ is bool:
-            if text.lower() in _TRUE:
-                return True
-            if text.lower() in _FALSE:
-                return False
-            raise ConfigError(f'{what}: expected a boolean (true/false), got {value!r}')
-        try:
-            return typ(text)
-        except ValueError:
-            raise ConfigError(f'{what}: expected {typ.__name__}, got {value!r}') from None
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typ is bool and not isinstance(value, bool):
-        raise ConfigError(f'{what}: expected a boolean (true/false), got {value!r}')
-    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f'{what}: expected an integer, got {value!r}')
-    if not isinstance(value, typ):
-        raise ConfigError(f'{what}: expected {typ.__name__}, got {type(value).__name__} '
-                          f'{value!r}')
-    if typ is float and value != value:  # NaN
-        raise ConfigError(f'{what}: NaN is not a valid value')
-    return value
-
-
-def keys_to_params(values: Mapping[str, Any], where: str) -> Params:
-    out: Params = {}
-    for key, value in values.items():
-        spec = KEYS_BY_NAME[key]
-        typed = coerce(value, spec.type, f'{where}: {key}')
-        for node, param in spec.targets:
-            out.setdefault(node, {})[param] = typed
-    return out
-
-
-# -- config.toml ----------------------------------------------------------------------------
-@dataclass
-class UserConfig:
-    """What config.toml says: brief keys, run keys and raw ``[params.<node>]`` tables."""
-
-    keys: dict[str, Any] = field(default_factory=dict)
-    run: dict[str, Any] = field(default_factory=dict)
-    params: Params = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    path: Path | None = None
-
-
-def read_config_toml(path: str | os.PathLike, create: bool = True) -> UserConfig:
-    """Parse config.toml (creating the commented template, mode 0600, if missing)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        if not create:
-            return UserConfig(path=path)
-        write_template(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f'{path}: not valid TOML: {exc}') from None
-    cfg = UserConfig(path=path)
-    for key, value in data.items():
-        if key in KEYS_BY_NAME:
-            cfg.keys[key] = coerce(value, KEYS_BY_NAME[key].type, f'{path}: {key}')
-        elif key in RUN_KEYS:
-            cfg.run[key] = coerce(value, RUN_KEYS[key][0], f'{path}: {key}')
-        elif key == 'params' and isinstance(value, dict):
-            for node, table in value.items():
-                if not isinstance(table, dict):
-                    raise ConfigError(f'{path}: [params.{node}] must be a table')
-                flat: dict[str, Any] = {}
-                _flatten('', table, flat)
-                cfg.params.setdefault(_node_key(node), {}).update(flat)
-        else:
-            cfg.warnings.append(f'{path}: unknown key {key!r} ignored (known: '
-                                f'{", ".join(sorted(KEYS_BY_NAME) + sorted(RUN_KEYS))})')
-    return cfg
-
-
-def template_text(defaults: Params | None = None) -> str:
-    """config.toml with every key commented out, showing the effective default."""
-    lines = [
-        '# Wallie configuration. Uncomment a line to change a setting.',
-        '# Every key can also be set with an environment variable WALLIE_<KEY> (upper case),',
-        '# which wins over this file; `wallie up` flags win over both.',
-        '# Send SIGHUP to `wallie up` (or `systemctl --user reload wallie`) to apply edits live.',
-        '# Precedence: defaults.yaml < <profile>.yaml < this file < WALLIE_* < --params < flags.',
-        '',
-    ]
-    for key, (typ, desc, default) in RUN_KEYS.items():
-        lines += [f'# {desc}', f'# {key} = {_toml_value(default)}', '']
-    for spec in KEYS:
-        default = None
-        for node, param in spec.targets:
-            if defaults and param in for_node(defaults, node):
-                default = for_node(defaults, node)[param]
-                break
-        shown = default if default is not None else spec.example
-        lines.append(f'# {spec.description}')
-        targets = ', '.join(f'{n}/{p}' for n, p in spec.targets)
-        if shown is None:
-            lines.append(f'# {spec.key} = ...            (ROS parameter {targets}; '
-                         'node default)')
-        else:
-            lines.append(f'# {spec.key} = {_toml_value(shown)}   (ROS parameter {targets})')
-        lines.append('')
-    lines += [
-        '# Any other ROS parameter, per node, e.g.:',
-        '# [params.voice_gate]',
-        '# "vad.min_silence_ms" = 300',
-        '',
-    ]
-    return '\n'.join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, str):
-        return json.dumps(value)
-    return repr(value)
-
-
-def write_template(path: Path) -> Path:
-    """Create config.toml (and its directory) private to the user."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        defaults = merge(load_params_file(config_dir() / 'defaults.yaml'),
-                         load_params_file(profile_path('cpu')))
-    except ConfigError:
-        defaults = {}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, 'w') as fh:
-        fh.write(template_text(defaults))
-    return path
-
-
-# -- environment ----------------------------------------------------------------------------
-def read_env(environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any],
-                                                                list[str]]:
-    """WALLIE_<KEY> variables: (brief keys, run keys, warnings)."""
-    env = os.environ if environ is None else environ
-    keys: dict[str, Any] = {}
-    run: dict[str, Any] = {}
-    warnings: list[str] = []
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in NON_CONFIG_ENV:
-            continue
-        key = name[len(ENV_PREFIX):].lower()
-        if key in KEYS_BY_NAME:
-            keys[key] = coerce(value, KEYS_BY_NAME[key].type, f'${name}')
-        elif key in RUN_KEYS:
-            run[key] = coerce(value, RUN_KEYS[key][0], f'${name}')
-        else:
-            _LOG.debug('ignoring %s (not a configuration key)', name)
-    return keys, run, warnings
 
 
 # -- the whole stack ------------------------------------------------------------------------

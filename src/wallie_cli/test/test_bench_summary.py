@@ -4,7 +4,7 @@ import io
 
 from rich.console import Console
 
-from wallie_cli import bench, idle
+from wallie_cli import bench_report, idle
 from wallie_common.cpu import CpuUsage
 
 
@@ -23,12 +23,12 @@ def test_speculation_counts_early_finals_before_the_end_of_turn():
         _row(gate_END_OF_TURN_received=400.0),           # no early final: not counted
         _row(False, asr_early_final_received=1.0, gate_END_OF_TURN_received=2.0),
     ]
-    sp = bench.speculation(live)
+    sp = bench_report.speculation(live)
     assert sp['turns'] == 3
     assert sp['early_before_end_of_turn'] == 1
     assert sp['hit_rate'] == 1 / 3
     assert sp['lead_ms']['max'] == 130.0
-    assert bench.speculation([])['hit_rate'] is None
+    assert bench_report.speculation([])['hit_rate'] is None
 
 
 def test_idle_summary_and_table():
@@ -36,9 +36,9 @@ def test_idle_summary_and_table():
     data = idle.idle_summary(usage)
     assert data['percent_of_one_core'] == {'llm': 0.5, 'voice_gate': 8.0}
     assert data['total_percent'] == 8.5
-    summary = bench.summarize([], None, data)
+    summary = bench_report.summarize([], None, data)
     assert summary['idle'] is data
     out = io.StringIO()
-    bench.render_idle(data, Console(file=out, width=120))
+    bench_report.render_idle(data, Console(file=out, width=120))
     text = out.getvalue()
     assert 'voice_gate' in text and '8.5' in text and 'NOT met' in text

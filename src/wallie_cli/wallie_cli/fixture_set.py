@@ -1,4 +1,5 @@
-"""The committed bench fixtures (package data of wallie_cli) and the fact check of a reply."""
+"""The committed bench fixtures (package data of wallie_cli), which of them a bench replays,
+and the fact check of a reply."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from wallie_cli.wavs import GraphError
+
+DEFAULT_SETS = ('questions', 'followup')      # what `wallie bench` replays
 
 # ---------------------------------------------------------------------------- text checks
 _WORD = re.compile(r"[a-z0-9']+")
@@ -45,6 +48,29 @@ def load_manifest(fixtures_dir: str | os.PathLike) -> list[dict[str, Any]]:
         f['bag_path'] = str(d / f['bag'])
         out.append(f)
     return out
+
+
+def select_fixtures(fixtures_dir: str | os.PathLike, sets: Sequence[str] = DEFAULT_SETS,
+                    only: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Fixtures that should be answered (speech, a turn expected, no wake word needed).
+
+    Follow-up groups stay in their recorded order (turn 1 before turn 2).
+    """
+    out = []
+    for f in load_manifest(fixtures_dir):
+        if only and f['name'] not in only:
+            continue
+        if not only and f.get('set') not in sets:
+            continue
+        if not f.get('speech') or not f.get('expect_turn') or f.get('wake_word'):
+            continue
+        out.append(f)
+    return out
+
+
+def starts_conversation(f: dict[str, Any]) -> bool:
+    """True for a fixture that opens a conversation (not a later turn of a follow-up)."""
+    return not f.get('group') or int(f.get('turn') or 1) <= 1
 
 
 def temp_home() -> Path:

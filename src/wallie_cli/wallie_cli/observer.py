@@ -223,52 +223,39 @@ class Observer:
                           'recv_ns': time.time_ns()}
             self._notify()
 
-    def _on_activity(self, msg: Any) -> None:
-        if not msg.turn_id:
+    def _record(self, turn_id: str, events: str, entry: dict[str, Any]) -> None:
+        """Append `entry`, stamped with its arrival, to the turn's `events` list (a message
+        without a turn id belongs to no turn)."""
+        if not turn_id:
             return
+        entry['recv_ns'] = time.time_ns()
         with self.lock:
-            self._turn(msg.turn_id).activity.append({
-                'event': _ACTIVITY.get(msg.event, str(msg.event)),
-                'stamp_ns': _ns(msg.header.stamp), 'speech_start_ns': _ns(msg.speech_start),
-                'speech_end_ns': _ns(msg.speech_end), 'probability': float(msg.probability),
-                'recv_ns': time.time_ns()})
+            getattr(self._turn(turn_id), events).append(entry)
             self._notify()
+
+    def _on_activity(self, msg: Any) -> None:
+        self._record(msg.turn_id, 'activity', {
+            'event': _ACTIVITY.get(msg.event, str(msg.event)),
+            'stamp_ns': _ns(msg.header.stamp), 'speech_start_ns': _ns(msg.speech_start),
+            'speech_end_ns': _ns(msg.speech_end), 'probability': float(msg.probability)})
 
     def _on_wake(self, msg: Any) -> None:
-        if not msg.turn_id:
-            return
-        with self.lock:
-            self._turn(msg.turn_id).wake.append({
-                'keyword': msg.keyword, 'engine': msg.engine, 'recv_ns': time.time_ns()})
-            self._notify()
+        self._record(msg.turn_id, 'wake', {'keyword': msg.keyword, 'engine': msg.engine})
 
     def _on_transcript(self, msg: Any) -> None:
-        if not msg.turn_id:
-            return
-        with self.lock:
-            self._turn(msg.turn_id).transcripts.append({
-                'text': msg.text, 'is_final': msg.is_final,
-                'is_early_final': msg.is_early_final, 'confidence': float(msg.confidence),
-                'processing_ms': float(msg.processing_ms),
-                'unreliable': str(getattr(msg, 'unreliable', '')), 'recv_ns': time.time_ns()})
-            self._notify()
+        self._record(msg.turn_id, 'transcripts', {
+            'text': msg.text, 'is_final': msg.is_final, 'is_early_final': msg.is_early_final,
+            'confidence': float(msg.confidence), 'processing_ms': float(msg.processing_ms),
+            'unreliable': str(getattr(msg, 'unreliable', ''))})
 
     def _on_reply(self, msg: Any) -> None:
-        if not msg.turn_id:
-            return
-        with self.lock:
-            self._turn(msg.turn_id).chunks.append({
-                'index': int(msg.index), 'text': msg.text, 'is_final': msg.is_final,
-                'recv_ns': time.time_ns()})
-            self._notify()
+        self._record(msg.turn_id, 'chunks', {'index': int(msg.index), 'text': msg.text,
+                                             'is_final': msg.is_final})
 
     def _on_interrupt(self, msg: Any) -> None:
-        with self.lock:
-            key = msg.turn_id or '(current)'
-            self._turn(key).interrupts.append({
-                'reason': _INTERRUPT.get(msg.reason, str(msg.reason)),
-                'stamp_ns': _ns(msg.header.stamp), 'recv_ns': time.time_ns()})
-            self._notify()
+        self._record(msg.turn_id or '(current)', 'interrupts', {
+            'reason': _INTERRUPT.get(msg.reason, str(msg.reason)),
+            'stamp_ns': _ns(msg.header.stamp)})
 
     def _on_playback(self, msg: Any) -> None:
         if not msg.turn_id:

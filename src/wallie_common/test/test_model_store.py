@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wallie_common import model_store
+from wallie_common import model_fetch, model_inventory, model_store
 from wallie_common.model_store import FetchError, ModelNotFoundError
 
 SILERO = 'silero-vad-v6'
@@ -158,7 +158,7 @@ def test_interrupted_fetch_leaves_nothing(fetched, tmp_path, monkeypatch):
     def interrupt(self, task, amount):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_store._NoBar, 'advance', interrupt)
+    monkeypatch.setattr(model_inventory._NoBar, 'advance', interrupt)
     with pytest.raises(KeyboardInterrupt):
         model_store.fetch([SILERO], progress=False, store=store, cache=cache)
     assert list((store / SILERO).iterdir()) == []
@@ -176,7 +176,7 @@ def test_damaged_cached_wheel_is_downloaded_again(fetched, tmp_path, monkeypatch
         calls.append(list(requirements))
         shutil.copy(good, wheel_cache / good.name)
 
-    monkeypatch.setattr(model_store, '_pip_download', fake_pip_download)
+    monkeypatch.setattr(model_fetch, '_pip_download', fake_pip_download)
     store = tmp_path / 'store'
     model_store.fetch([SILERO], progress=False, store=store, cache=cache)
     assert calls == [['silero-vad==6.2.3']]

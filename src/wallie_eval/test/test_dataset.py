@@ -85,7 +85,7 @@ def _espeak_clips(n_clean=1, n_noisy=1):
 def test_rendering_is_deterministic(tmp_path):
     for clip in _espeak_clips():
         samples = ds.load(clip, tmp_path)            # renders, then checks the sha256
-        assert samples.size / vx.RATE == pytest.approx(clip.duration_s, abs=1e-3)
+        assert samples.size / ds.RATE == pytest.approx(clip.duration_s, abs=1e-3)
         data = ds.clip_path(clip, tmp_path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == clip.sha256
 

@@ -33,16 +33,21 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from wallie_audio import synthetic as S
 from wallie_eval import questions as qs
 from wallie_eval import voices as vx
 
 VERSION = 2
+RATE = S.RATE          # the clips' sample rate
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE / 'manifest.json'
 LEAD_S = 0.5            # noise/silence before the speech
 TRAIL_S = 1.5           # ... and after it (the live graph needs the endpoint silence)
 SPEECH_DBFS = -26.0     # active speech level of the dry signal
 PEAK_LIMIT = 0.89
+TRIM_DB = -50.0         # synthesizer silences: cut below -50 dB re peak ...
+TRIM_MARGIN = RATE // 20   # ... keeping 50 ms
+BOUNDARY_DB = -25.0     # speech bounds: the 10 ms envelope above the active level - 25 dB
 VOICES_PER_HALF = 2     # each conversation is spoken by this many voices of each half
 SPEEDS = (0.85, 0.95, 1.05, 1.15, 1.25)
 NOISE_KINDS = ('white', 'pink', 'babble', 'music')
@@ -107,10 +112,6 @@ class Clip:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def _seed(*parts: object) -> int:
-    return zlib.crc32('/'.join(map(str, parts)).encode())
-
-
 def specs() -> list[Clip]:
     """Every clip of the set (without the render results), in conversation order."""
     out: list[Clip] = []
@@ -123,13 +124,13 @@ def specs() -> list[Clip]:
                 voice = pool[(ci * VOICES_PER_HALF + j) % len(pool)]
                 conv_id = f'{conv[0].group or conv[0].key}.{voice.tag}'
                 noisy = (ci + j) % 2 == 1          # half of the conversations of each voice
-                seed = _seed(VERSION, conv_id)
+                seed = S.seed_of(VERSION, conv_id)
                 rng = np.random.default_rng(seed)
                 noise = room = None
                 if noisy:
                     noise = {'kind': NOISE_KINDS[(ci // 2 + j) % len(NOISE_KINDS)],
                              'snr_db': SNRS_DB[int(rng.integers(0, len(SNRS_DB)))]}
-                    room = vx.Room.random(rng).to_dict()
+                    room = S.Room.random(rng).to_dict()
                 speed = SPEEDS[k % len(SPEEDS)]
                 k += 1
                 for q in conv:
@@ -137,7 +138,7 @@ def specs() -> list[Clip]:
                         id=f'{q.key}.{voice.tag}', split=split, question=q.key, text=q.text,
                         accept=q.accept, reject=q.reject, category=q.category,
                         voice=voice.name, family=voice.family, speed=speed, noise=noise,
-                        room=room, seed=_seed(VERSION, q.key, voice.tag),
+                        room=room, seed=S.seed_of(VERSION, q.key, voice.tag),
                         conversation=conv_id, turn=q.turn or 1))
     return out
 
@@ -145,42 +146,40 @@ def specs() -> list[Clip]:
 # --------------------------------------------------------------------------- rendering
 def render(clip: Clip) -> tuple[np.ndarray, dict[str, float]]:
     """int16 PCM at 16 kHz and the speech bounds (s) of one clip."""
-    dry = vx.trim(vx.synthesize(clip.text, clip.voice, clip.speed))
-    dry = dry / vx.active_level(dry) * 10 ** (SPEECH_DBFS / 20)
-    if np.abs(dry).max() > PEAK_LIMIT:
-        dry *= PEAK_LIMIT / np.abs(dry).max()
-    level = vx.active_level(dry)
-    first, last = vx.speech_bounds(dry)
-    lead = int(LEAD_S * vx.RATE)
+    dry = S.trim(S.speech(clip.text, clip.voice, clip.speed), TRIM_DB, TRIM_MARGIN)
+    dry = S.level_speech(dry, SPEECH_DBFS, PEAK_LIMIT)
+    level = S.active_level(dry)
+    first, last = S.speech_bounds(dry, level * 10 ** (BOUNDARY_DB / 20))
+    lead = int(LEAD_S * RATE)
     wet, delay = dry, 0
     if clip.room is not None:
-        room = vx.Room.from_dict(clip.room)
+        room = S.Room.from_dict(clip.room)
         wet = room.apply(dry)
         delay = room.direct_delay
         # keep the direct sound at the dry level (the room changes the loudness, not the SNR)
-        wet = wet / (vx.active_level(wet) or 1.0) * level
-    total = lead + delay + last + 1 + int(TRAIL_S * vx.RATE)
+        wet = wet / (S.active_level(wet) or 1.0) * level
+    total = lead + delay + last + 1 + int(TRAIL_S * RATE)
     audio = np.zeros(total)
     body = wet[: total - lead]
     audio[lead: lead + len(body)] = body
     if clip.noise is not None:
         rng = np.random.default_rng(clip.seed)
-        noise = vx.NOISES[clip.noise['kind']](total, rng)
-        audio += noise / (vx.rms(noise) or 1.0) * level * 10 ** (-clip.noise['snr_db'] / 20)
+        noise = S.NOISES[clip.noise['kind']](total, rng)
+        audio += S.at_snr(noise, level, clip.noise['snr_db'])
     peak = float(np.abs(audio).max())
     if peak > 0.99:
         audio *= 0.99 / peak
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-    bounds = {'speech_start_s': round((lead + delay + first) / vx.RATE, 4),
-              'speech_end_s': round((lead + delay + last) / vx.RATE, 4),
-              'duration_s': round(total / vx.RATE, 4)}
+    bounds = {'speech_start_s': round((lead + delay + first) / RATE, 4),
+              'speech_end_s': round((lead + delay + last) / RATE, 4),
+              'duration_s': round(total / RATE, 4)}
     return pcm, bounds
 
 
 def wav_bytes(pcm: np.ndarray) -> bytes:
     import soundfile as sf
     buf = io.BytesIO()
-    sf.write(buf, pcm, vx.RATE, subtype='PCM_16', format='WAV')
+    sf.write(buf, pcm, RATE, subtype='PCM_16', format='WAV')
     return buf.getvalue()
 
 
@@ -239,7 +238,7 @@ def load(clip: Clip, cache: str | os.PathLike | None = None, *,
         samples, rate = sf.read(io.BytesIO(data), dtype='float32')
     except Exception as exc:
         raise ClipError(clip.id, path, f'unreadable WAV: {exc}') from None
-    if rate != vx.RATE or samples.ndim != 1 or not samples.size:
+    if rate != RATE or samples.ndim != 1 or not samples.size:
         raise ClipError(clip.id, path, f'expected 16 kHz mono audio, got {rate} Hz, '
                         f'shape {samples.shape}')
     return samples
@@ -314,7 +313,7 @@ def build_manifest(out: Path = MANIFEST, cache: str | os.PathLike | None = None,
             echo(f'[{i}/{len(todo)}] {clip.id}')
     meta = {
         'generator': 'python -m wallie_eval.dataset manifest', 'version': VERSION,
-        'sample_rate': vx.RATE, 'tools': tool_versions(),
+        'sample_rate': RATE, 'tools': tool_versions(),
         'questions': len(qs.QUESTIONS), 'voices': [asdict(v) for v in vx.VOICES],
         'clip_count': len(clips), 'total_bytes': sum(c.bytes for c in clips),
     }

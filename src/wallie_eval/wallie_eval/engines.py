@@ -110,8 +110,8 @@ class Caches:
 
 
 def utterance(samples: np.ndarray, clip: ds.Clip) -> np.ndarray:
-    a = max(0, int((clip.speech_start_s - PAD_S) * ds.vx.RATE))
-    b = min(samples.size, int((clip.speech_end_s + PAD_S) * ds.vx.RATE))
+    a = max(0, int((clip.speech_start_s - PAD_S) * ds.RATE))
+    b = min(samples.size, int((clip.speech_end_s + PAD_S) * ds.RATE))
     return samples[a:b]
 
 

@@ -86,3 +86,28 @@ def test_oom_marker():
     assert L.oom_marker([('gpu_oom_count', '0')], 'ok') == ''
     assert L.oom_marker([], 'CUDA out of memory') == 'msg:CUDA out of memory'
     assert L.oom_marker([], 'room tone') == ''
+
+
+def test_config_reload_sends_each_change_to_its_nodes_and_keeps_what_was_taken():
+    sent = []
+    answers = {'asr': {'asr.model': ''}, 'llm': {'llm.max_tokens': 'out of range'},
+               'tts': None}
+
+    def set_params(node, values):
+        sent.append((node, dict(values)))
+        reply = answers.get(node, {k: '' for k in values})
+        return None if reply is None else {k: reply.get(k, '') for k in values}
+
+    accepted = {'asr': {'asr.model': 'tiny.en', 'asr.device': 'cpu'}}
+    changes = {'asr': {'asr.model': 'base.en'}, 'llm': {'llm.max_tokens': 9999},
+               'tts': {'tts.engine': 'espeak'}, L.GLOBAL: {'log_level': 'debug'}}
+    applied, rejected = L.apply_changes(changes, ['asr', 'metrics'], set_params, accepted)
+    assert sent[:3] == [('asr', {'asr.model': 'base.en'}), ('llm', {'llm.max_tokens': 9999}),
+                        ('tts', {'tts.engine': 'espeak'})]
+    assert [n for n, _ in sent[3:]] == ['asr', 'metrics']      # the global section: every node
+    assert applied == ["asr/asr.model='base.en'", "asr/log_level='debug'",
+                       "metrics/log_level='debug'"]
+    assert rejected == ['llm/llm.max_tokens: out of range',
+                        'tts: not reachable, not applied (reload again once it runs)']
+    assert accepted == {'asr': {'asr.model': 'base.en', 'asr.device': 'cpu'}, 'llm': {},
+                        L.GLOBAL: {'log_level': 'debug'}}

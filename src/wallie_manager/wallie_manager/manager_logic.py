@@ -1,4 +1,4 @@
-"""The manager's lifecycle tables and conversation states, without ROS.
+"""The manager's lifecycle tables, conversation states and config reload, without ROS.
 
 The watch loop that uses them is stage_watcher.py, the governor governor.py; manager_node.py
 does the talking (services, topics).
@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from wallie_bringup.ros_params import GLOBAL, Params
 
 # -- lifecycle ------------------------------------------------------------------------------
 # lifecycle_msgs/msg/Transition ids and the state each valid transition starts from. The
@@ -113,3 +115,31 @@ def write_state_file(path: Path, data: dict[str, Any]) -> None:
         os.replace(tmp, path)
     except OSError:
         pass
+
+
+# -- config reload --------------------------------------------------------------------------
+def apply_changes(changes: Params, nodes: list[str],
+                  set_params: Callable[[str, dict[str, Any]], dict[str, str] | None],
+                  accepted: Params) -> tuple[list[str], list[str]]:
+    """Send changed parameters to their nodes (the global section to every one of `nodes`).
+
+    `set_params(node, values)` answers {param: '' if taken else why not}, or None when the
+    node is not reachable. What was taken is merged into `accepted` (a global value once every
+    node was tried). Returns (applied, rejected) as lines for the log.
+    """
+    applied: list[str] = []
+    rejected: list[str] = []
+    for node, values in changes.items():
+        targets = list(nodes) if node == GLOBAL else [node]
+        for name in targets:
+            results = set_params(name, values)
+            if results is None:
+                rejected.append(f'{name}: not reachable, not applied '
+                                '(reload again once it runs)')
+                continue
+            ok = {k: v for k, v in values.items() if not results.get(k)}
+            rejected += [f'{name}/{k}: {r}' for k, r in results.items() if r]
+            if node != GLOBAL or name == targets[-1]:
+                accepted.setdefault(node, {}).update(ok)
+            applied += [f'{name}/{k}={v!r}' for k, v in ok.items()]
+    return applied, rejected

@@ -357,7 +357,10 @@ class ManagerNode(Node):
 
     def _set_node_params(self, name: str, values: dict[str, Any],
                          why: str) -> dict[str, str] | None:
-        """SetParameters on any graph node: {param: '' if accepted else reason}, or None."""
+        """SetParameters on any graph node, the manager too: {param: '' if accepted else
+        reason}, or None without an answer."""
+        if name == wgraph.MANAGER:
+            return self._set_own_params(values)
         client = self._param_clients.get(name)
         if client is None:
             return None
@@ -405,34 +408,10 @@ class ManagerNode(Node):
                 return False, str(exc)
             for w in new.warnings:
                 self.get_logger().warning(f'reload: {w}')
-            changes = wconfig.diff(old, new.params)
-            applied: list[str] = []
-            rejected: list[str] = []
             accepted = wconfig.merge(old)
-            for node, values in changes.items():
-                if node == wconfig.GLOBAL:
-                    targets = list(self._param_clients)
-                else:
-                    targets = [node]
-                for name in targets:
-                    if name == wgraph.MANAGER:
-                        problems = self._set_own_params(values)
-                        rejected += problems
-                        results = {k: ('x' if any(p.startswith(f'manager/{k}:')
-                                                  for p in problems) else '')
-                                   for k in values}
-                    else:
-                        results = self._set_node_params(name, values, 'reload')
-                    if results is None:
-                        rejected.append(f'{name}: not reachable, not applied '
-                                        '(reload again once it runs)')
-                        continue
-                    ok = {k: v for k, v in values.items() if not results.get(k)}
-                    rejected += [f'{name}/{k}: {r}' for k, r in results.items()
-                                 if r and name != wgraph.MANAGER]
-                    if node != wconfig.GLOBAL or name == targets[-1]:
-                        accepted.setdefault(node, {}).update(ok)
-                    applied += [f'{name}/{k}={v!r}' for k, v in ok.items()]
+            applied, rejected = L.apply_changes(
+                wconfig.diff(old, new.params), list(self._param_clients),
+                lambda name, values: self._set_node_params(name, values, 'reload'), accepted)
             wconfig.write_params_file(accepted, old_path)
         msg = f'applied {len(applied)} change(s)'
         if applied:
@@ -442,16 +421,15 @@ class ManagerNode(Node):
         self.get_logger().info(f'reload: {msg}')
         return not rejected, msg
 
-    def _set_own_params(self, values: dict[str, Any]) -> list[str]:
-        out = []
+    def _set_own_params(self, values: dict[str, Any]) -> dict[str, str]:
+        out = {}
         for k, v in values.items():
             try:
                 res = self.set_parameters([Parameter(k, value=v)])[0]
             except Exception as exc:
-                out.append(f'manager/{k}: {exc}')
+                out[k] = str(exc)
                 continue
-            if not res.successful:
-                out.append(f'manager/{k}: {res.reason}')
+            out[k] = '' if res.successful else (res.reason or 'rejected')
         return out
 
     def _on_reload_srv(self, _req, resp):

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from wallie_cli.commands import add_params_args
+
 HELP = """\
 Bring up the real Wallie graph headless (voice gate, ASR, LLM, TTS, player, manager and
 metrics as separate processes; the capture node plays the question instead of a
@@ -26,10 +28,7 @@ DEFAULT_QUESTION = Path(__file__).resolve().parent.parent / 'data' / 'question.w
 
 def add_graph_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `wallie demo` and `wallie ask`."""
-    p.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default=None,
-                   help='parameter profile (default: config.toml `profile`, else cpu)')
-    p.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
-                   help='override one ROS parameter (repeatable), e.g. llm:llm.max_tokens=48')
+    add_params_args(p)
     p.add_argument('--defaults', action='store_true',
                    help='ignore ~/.wallie_voice_bot/config.toml and WALLIE_* variables')
     p.add_argument('--timeout', type=float, default=90.0, metavar='S',
@@ -56,11 +55,7 @@ def register(subparsers: Any) -> None:
 def graph_options(args: argparse.Namespace) -> Any:
     from wallie_bringup import config as wconfig
     from wallie_cli import e2e
-    params: dict[str, dict[str, Any]] = {}
-    for item in args.set:
-        node, param, value = wconfig.parse_set(item)
-        params.setdefault(node, {})[param] = value
-    return e2e.GraphOptions(profile=args.profile, params=params,
+    return e2e.GraphOptions(profile=args.profile, params=wconfig.parse_sets(args.set),
                             user_config=not args.defaults, run_dir=args.run_dir)
 
 
@@ -70,7 +65,7 @@ def fmt_ms(v: float | None) -> str:
 
 def latency_rows(lat: dict[str, float], truth: str) -> list[tuple[str, str, str]]:
     """(label, ms, note) rows of one turn's latency, in pipeline order."""
-    from wallie_cli.e2e import SEGMENTS
+    from wallie_cli.turn_result import SEGMENTS
     rows = []
     for key, label, _a, _b in SEGMENTS:
         rows.append((label, fmt_ms(lat.get(key)), ''))

@@ -56,10 +56,7 @@ def run_live(clips: Sequence[Any], profile: str, args: argparse.Namespace,
     from wallie_cli.fixture_set import temp_home
     from wallie_eval import dataset as ds
     from wallie_eval import engines, score
-    overrides: dict[str, dict[str, Any]] = {}
-    for item in args.set:
-        node, param, value = wconfig.parse_set(item)
-        overrides.setdefault(node, {})[param] = value
+    overrides = wconfig.parse_sets(args.set)
     opts = e2e.GraphOptions(profile=profile, sink='null', user_config=False,
                             params=overrides, home=str(temp_home()))
     rows: list[dict[str, Any]] = []

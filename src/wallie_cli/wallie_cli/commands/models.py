@@ -10,6 +10,7 @@ import signal
 import sys
 from typing import Any
 
+from wallie_cli.commands import usage
 from wallie_common import model_store
 
 _EPILOG = (
@@ -25,7 +26,7 @@ def register(subparsers: Any) -> None:
         'models', help='list, fetch and verify model weights',
         description='Manage the model weights Wallie uses (manifest: wallie_common/models.yaml).',
         epilog=_EPILOG)
-    parser.set_defaults(func=lambda args: _usage(parser))
+    parser.set_defaults(func=lambda args: usage(parser))
     sub = parser.add_subparsers(dest='models_command', metavar='{list,fetch,verify}')
 
     p_list = sub.add_parser('list', help='show every model, its size and whether it is present '
@@ -61,11 +62,6 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--store', metavar='DIR', default=None,
                         help='model store directory (default: $WALLIE_MODEL_DIR or '
                              '~/.wallie_voice_bot/models)')
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _ids(args: argparse.Namespace, manifest: model_store.Manifest) -> list[str] | None:
@@ -157,10 +153,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry ``python -m wallie_cli.commands.models ...`` (= ``wallie models``)."""
-    parser = argparse.ArgumentParser(prog='wallie')
-    register(parser.add_subparsers(dest='command'))
-    args = parser.parse_args(['models', *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    from wallie_cli import cli
+    return cli.main(['models', *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == '__main__':

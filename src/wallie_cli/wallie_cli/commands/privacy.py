@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wallie_cli.commands import usage
 from wallie_manager import privacy
 
 
@@ -19,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         'privacy', help='show what Wallie keeps, where, for how long, and what it connects to',
         description='Privacy settings in effect and checks of the files Wallie wrote.')
-    parser.set_defaults(func=lambda args: _usage(parser))
+    parser.set_defaults(func=lambda args: usage(parser))
     sub = parser.add_subparsers(dest='privacy_command', metavar='{check,purge}')
 
     p_check = sub.add_parser(
@@ -40,11 +41,6 @@ def register(subparsers: Any) -> None:
 def _add_home(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--home', metavar='DIR', default=None,
                         help='Wallie home (default: $WALLIE_HOME or ~/.wallie_voice_bot)')
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _onoff(flag: bool) -> str:
@@ -120,13 +116,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m wallie_cli.commands.privacy ...``)."""
-    from wallie_common.runtime import apply_privacy_env
-    apply_privacy_env()
-    parser = argparse.ArgumentParser(prog='wallie')
-    register(parser.add_subparsers(dest='command'))
-    args = parser.parse_args(['privacy', *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    """Stand-alone entry ``python -m wallie_cli.commands.privacy ...`` (= ``wallie privacy``)."""
+    from wallie_cli import cli
+    return cli.main(['privacy', *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == '__main__':

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 from typing import Any
+
+from wallie_cli.commands import stop_on_signals
 
 DEFAULT_TOPICS = ['audio/in']
 
@@ -42,24 +42,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     out = args.output or time.strftime('wallie_bag_%Y%m%d-%H%M%S')
     topics = None if args.all else (args.topics or DEFAULT_TOPICS)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        recorder = bags.Recorder(out, topics, storage=args.storage).start()
-        what = 'all topics' if topics is None else ' '.join(topics)
-        until = f'for {args.duration:g} s' if args.duration else 'until Ctrl-C'
-        print(f'recording {what} into {out} {until}', file=sys.stderr, flush=True)
+    with stop_on_signals() as stop:
         try:
-            stop.wait(args.duration)
-        finally:
-            stats = recorder.stop()
-    except bag_files.BagError as exc:
-        print(f'wallie record: error: {exc}', file=sys.stderr)
-        return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            recorder = bags.Recorder(out, topics, storage=args.storage).start()
+            what = 'all topics' if topics is None else ' '.join(topics)
+            until = f'for {args.duration:g} s' if args.duration else 'until Ctrl-C'
+            print(f'recording {what} into {out} {until}', file=sys.stderr, flush=True)
+            try:
+                stop.wait(args.duration)
+            finally:
+                stats = recorder.stop()
+        except bag_files.BagError as exc:
+            print(f'wallie record: error: {exc}', file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps({'path': str(stats.path), 'duration_s': round(stats.duration_s, 3),
                           'messages': stats.messages, 'topics': stats.per_topic,

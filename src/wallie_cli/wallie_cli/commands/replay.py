@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from typing import Any
+
+from wallie_cli.commands import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
@@ -59,24 +59,19 @@ def run(args: argparse.Namespace) -> int:
         print('wallie replay: error: --rate must be > 0', file=sys.stderr)
         return 2
     qos = None
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with bags.RosSession('wallie_replay') as session:
-            if args.reliable:
-                from rclpy.qos import QoSProfile, ReliabilityPolicy
-                qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-            stats = bags.replay(args.bag, session.node, rate=args.rate, fast=args.fast,
-                                restamp=not args.keep_stamps, loop=args.loop,
-                                topics=args.topics, remap=remap, qos=qos, stop=stop,
-                                wait_for_subscribers=args.wait_subscribers)
-    except bag_files.BagError as exc:
-        print(f'wallie replay: error: {exc}', file=sys.stderr)
-        return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals() as stop:
+        try:
+            with bags.RosSession('wallie_replay') as session:
+                if args.reliable:
+                    from rclpy.qos import QoSProfile, ReliabilityPolicy
+                    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+                stats = bags.replay(args.bag, session.node, rate=args.rate, fast=args.fast,
+                                    restamp=not args.keep_stamps, loop=args.loop,
+                                    topics=args.topics, remap=remap, qos=qos, stop=stop,
+                                    wait_for_subscribers=args.wait_subscribers)
+        except bag_files.BagError as exc:
+            print(f'wallie replay: error: {exc}', file=sys.stderr)
+            return 1
     late = stats.lateness_summary()
     if args.json:
         print(json.dumps({'bag': args.bag, 'messages': stats.messages, 'passes': stats.passes,

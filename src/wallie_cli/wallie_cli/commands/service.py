@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wallie_cli.commands import PROFILES
+
 UNIT_NAME = 'wallie.service'
 
 
@@ -79,7 +81,7 @@ def register(subparsers) -> None:
                            ('uninstall', 'stop, disable and remove the unit')):
         sp = sub.add_parser(name, help=helptext)
         if name != 'uninstall':
-            sp.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default=None)
+            sp.add_argument('--profile', choices=PROFILES, default=None)
             sp.add_argument('--params', metavar='FILE', default=None)
         if name == 'install':
             sp.add_argument('--enable', action='store_true',

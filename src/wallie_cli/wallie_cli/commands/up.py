@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from wallie_cli.commands import add_params_args
+
 HELP = """\
 Start every Wallie node as its own process (plus the manager, which brings the stages up in
 order and restarts crashed ones), and run until Ctrl-C / SIGTERM.
@@ -26,8 +28,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser('up', help='run the assistant (all nodes + manager)',
                               description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--profile', choices=('cpu', 'cpu-accurate', 'gpu'), default=None,
-                   help='parameter profile (default: config.toml `profile`, else cpu)')
     p.add_argument('--params', action='append', default=[], metavar='FILE',
                    help='extra ROS parameter file (repeatable; later wins)')
     p.add_argument('--input', metavar='FILE|BAG',
@@ -36,8 +36,7 @@ def register(subparsers) -> None:
                    help='write the spoken replies to a WAV file (or `null`) instead of playing')
     p.add_argument('--no-wake', action='store_true',
                    help='no wake word: every utterance is a turn')
-    p.add_argument('--set', action='append', default=[], metavar='NODE:PARAM=VALUE',
-                   help='override one ROS parameter (repeatable), e.g. asr:asr.beam_size=2')
+    add_params_args(p, example='asr:asr.beam_size=2')
     p.add_argument('--config', metavar='FILE', help='config.toml to use '
                    '(default: $WALLIE_CONFIG or ~/.wallie_voice_bot/config.toml)')
     p.add_argument('--namespace', default='', help='ROS namespace for every node')
@@ -67,9 +66,8 @@ def cli_params(args) -> dict:
         out.setdefault('player', {}).update(wconfig.output_params(args.output))
     if args.no_wake:
         out.setdefault('voice_gate', {}).update(wconfig.NO_WAKE_PARAMS)
-    for item in args.set:
-        node, param, value = wconfig.parse_set(item)
-        out.setdefault(node, {})[param] = value
+    for node, values in wconfig.parse_sets(args.set).items():
+        out.setdefault(node, {}).update(values)
     return out
 
 
