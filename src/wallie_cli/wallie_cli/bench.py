@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from wallie_cli import e2e, fixture_set, idle, wavs
+from wallie_cli import busy, e2e, fixture_set, idle, wavs
 from wallie_cli.bench_naive import run_naive
 from wallie_cli.bench_report import plot, render, summarize
 from wallie_cli.commands import add_params_args
@@ -43,12 +43,15 @@ from wallie_cli.turn_result import TurnResult
 # ---------------------------------------------------------------------------- live graph
 def run_live(fixtures: list[dict[str, Any]], repeats: int, options: e2e.GraphOptions,
              echo: Callable[[str], None], warmup: bool = True,
-             turn_timeout: float = 60.0, idle_s: float = 0.0,
+             turn_timeout: float = 60.0, idle_s: float = 0.0, busy_cores: float = 0.0,
              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Replay every fixture `repeats` times through the live graph; one dict per turn.
 
     With `idle_s` > 0 the graph's idle CPU is measured first (after the warm-up): silence
-    streams into audio/in for that long and nobody speaks (``wallie_cli.idle``)."""
+    streams into audio/in for that long and nobody speaks (``wallie_cli.idle``).
+    With `busy_cores` > 0 every repeat is played twice: on the quiet machine, then with a
+    simulated robot stack using that many cores (``wallie_cli.busy``); each row has its
+    ``condition`` (quiet / busy)."""
     turns: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     graph = e2e.LiveGraph(options, echo=lambda line: echo(f'  {line}'))
@@ -71,15 +74,29 @@ def run_live(fixtures: list[dict[str, Any]], repeats: int, options: e2e.GraphOpt
             echo('  idle graph: ' + ', '.join(
                 f'{k} {v:.1f}' for k, v in info['idle']['percent_of_one_core'].items())
                 + f'; all nodes {info["idle"]["total_percent"]:.1f} % of one core')
-        total = repeats * len(fixtures)
-        for k, (rep, f) in enumerate(itertools.product(range(repeats), fixtures), 1):
-            if fixture_set.starts_conversation(f):
-                obs.reset_conversation()
-            res = graph.ask_bag(f['bag_path'], timeout=turn_timeout)
-            row = live_row(f, rep, res)
-            turns.append(row)
-            echo(f'  [{k:>3}/{total}] {progress_line(row)}')
-            time.sleep(0.5)        # let the echo tail / follow-up bookkeeping settle
+        conditions = ('quiet', 'busy') if busy_cores > 0 else ('quiet',)
+        total = repeats * len(fixtures) * len(conditions)
+        k = 0
+        for rep, condition in itertools.product(range(repeats), conditions):
+            load = busy.RobotLoad(busy_cores) if condition == 'busy' else None
+            if load is not None:
+                load.start()
+                echo(f'  busy robot: {load.processes} processes at normal priority wanting '
+                     f'{busy_cores:g} cores')
+            try:
+                for f in fixtures:
+                    k += 1
+                    if fixture_set.starts_conversation(f):
+                        obs.reset_conversation()
+                    res = graph.ask_bag(f['bag_path'], timeout=turn_timeout)
+                    row = dict(live_row(f, rep, res), condition=condition)
+                    turns.append(row)
+                    tag = f'{condition} ' if busy_cores > 0 else ''
+                    echo(f'  [{k:>3}/{total}] {tag}{progress_line(row)}')
+                    time.sleep(0.5)    # let the echo tail / follow-up bookkeeping settle
+            finally:
+                if load is not None:
+                    info.setdefault('busy_load', []).append(load.stop())
     finally:
         codes = graph.stop()
         info['exit_codes'] = codes
@@ -148,6 +165,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument('--no-warmup', action='store_true',
                    help='count the first turn too (default: one unmeasured warm-up turn)')
     p.add_argument('--turn-timeout', type=float, default=60.0, metavar='S')
+    p.add_argument('--busy-cores', type=float, default=0.0, metavar='N',
+                   help='also play every repeat with a simulated robot stack (3 processes at '
+                        'normal priority) using about N cores, e.g. 1 (0 = off)')
     p.add_argument('--idle-s', type=float, default=20.0, metavar='S',
                    help='measure the idle graph (silence in, no turns) for this long '
                         'before the turns (0 = skip)')
@@ -164,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         console.print('[red]wallie bench: no fixtures (pass --fixtures DIR with a '
                       'manifest.json; python -m wallie_cli.fixtures.generate makes '
                       'them)[/red]')
+        return 2
+    if args.busy_cores < 0:
+        console.print('[red]wallie bench: --busy-cores must be >= 0[/red]')
         return 2
     if args.repeats < 1:
         console.print('[red]wallie bench: --repeats must be >= 1[/red]')
@@ -201,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         live, info = run_live(fixtures, args.repeats, options, console.print,
                               warmup=not args.no_warmup, turn_timeout=args.turn_timeout,
-                              idle_s=args.idle_s)
+                              idle_s=args.idle_s, busy_cores=args.busy_cores)
     except wavs.GraphError as exc:
         console.print(f'[red]wallie bench: {exc}[/red]')
         return 1
@@ -219,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                           warmup=not args.no_warmup)
         meta['naive_wall_s'] = round(time.monotonic() - t0, 1)
     meta['load_avg_end'] = _load()
-    summary = summarize(live, naive, info.get('idle'))
+    summary = summarize(live, naive, info.get('idle'), info.get('busy_load'))
     render(summary, console)
     data = {'meta': meta, 'summary': summary, 'live_turns': live, 'naive_turns': naive or [],
             'params': info.get('params', {})}

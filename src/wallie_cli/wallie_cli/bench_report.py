@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from wallie_cli import busy
+
 TARGET_P50_MS = 700.0
 TARGET_P95_MS = 1000.0
 
@@ -69,9 +71,15 @@ def speculation(live: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(live: list[dict[str, Any]], naive: list[dict[str, Any]] | None,
-              idle_cpu: dict[str, Any] | None = None) -> dict[str, Any]:
-    answered = [r for r in live if r['answered']]
+              idle_cpu: dict[str, Any] | None = None,
+              busy_loads: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Stages of the quiet-machine turns, the naive pipeline, the ratios and targets; the
+    busy-robot turns (``condition: busy``) only in ``busy`` (``wallie_cli.busy``)."""
     out: dict[str, Any] = {'live': {}, 'naive': {}, 'ratio': {}}
+    if any(r.get('condition') == 'busy' for r in live):
+        out['busy'] = busy.busy_summary(live, busy_loads or [], stats)
+        live = [r for r in live if r.get('condition', 'quiet') == 'quiet']
+    answered = [r for r in live if r['answered']]
     out['speculation'] = speculation(live)
     if idle_cpu:
         out['idle'] = idle_cpu
@@ -143,6 +151,8 @@ def render(summary: dict[str, Any], console: Any) -> None:
                       f'{_fmt(lead["p50"])} ms, p95 {_fmt(lead["p95"])} ms (negative: after)')
     if summary.get('idle'):
         render_idle(summary['idle'], console)
+    if summary.get('busy'):
+        render_busy(summary['busy'], console)
     tg = summary['target']
     lp = summary['live']['true_e2e_ms']
     console.print(f'target p50 <= {TARGET_P50_MS:.0f} ms: '
@@ -225,3 +235,16 @@ def plot(summary: dict[str, Any], live: list[dict[str, Any]],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def render_busy(b: dict[str, Any], console: Any) -> None:
+    """The busy-robot condition (``busy.busy_summary``) in one line."""
+    q, bz = b['e2e_ms']['quiet'], b['e2e_ms']['busy']
+    ratio = '—' if b['p50_ratio'] is None else f'{b["p50_ratio"]:.2f}x'
+    load = b['load']
+    console.print(f'[bold]busy robot[/bold] ({load["processes"]} processes wanting '
+                  f'{load["cores_wanted"]:g} cores, got {load["cores_used"]}): e2e median '
+                  f'{_fmt(bz["p50"])} ms (p95 {_fmt(bz["p95"])}) vs quiet {_fmt(q["p50"])} ms '
+                  f'(p95 {_fmt(q["p95"])}) = {ratio}; {b["lost_turns"]}/{b["turns"]} turns '
+                  f'lost; target <= {b["target_ratio"]:g}x, none lost: '
+                  f'{"met" if b["met"] else "NOT met"}')
