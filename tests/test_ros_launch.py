@@ -331,16 +331,7 @@ def _ask_again(tools, graph, label: str) -> None:
                f'an answer after {label}', graph)
 
 
-# The capture case came back active but no answer followed its replay of the file in the
-# fresh-clone run of the merged main (it passed on the launch branch before the idle-CPU and
-# wake work were merged in): a known defect, under investigation, not a timing retry.
-KILL_CASES = [pytest.param(s, marks=pytest.mark.xfail(
-    reason='after kill -9 and respawn, capture replays the file but no answer follows '
-           '(seen in the fresh-clone run of the merged main; open defect)', strict=False))
-    if s == 'capture' else s for s in STAGES]
-
-
-@pytest.mark.parametrize('stage', KILL_CASES)
+@pytest.mark.parametrize('stage', STAGES)
 def test_kill_9_of_a_stage_comes_back_active_and_answering(tools, graph, stage):
     tools.wait(tools.all_active, 300, 'all active before the kill', graph)
     old = graph.pid_of(stage)
