@@ -196,7 +196,7 @@ class ManagerNode(Node):
         P.declare(self, PARAMS)
         for name, desc in ARRAY_PARAMS.items():
             self.declare_parameter(name, Parameter.Type.STRING_ARRAY,
-                                   P.Param(name, [], desc).descriptor())
+                                   P.descriptor(P.Param(name, [], desc)))
         self.p: dict[str, Any] = P.values(self, PARAMS)
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
