@@ -17,7 +17,7 @@ ROS_MODULES = {
     'src/wallie_common/wallie_common/conversions.py',    # message <-> numpy
     'src/wallie_common/wallie_common/diagnostics.py',    # DiagnosticStatus builder
     'src/wallie_common/wallie_common/node_base.py',      # StageNode
-    'src/wallie_common/wallie_common/params.py',         # parameter declaration helpers
+    'src/wallie_common/wallie_common/params.py',         # declare/validate a Param table
     'src/wallie_common/wallie_common/qos.py',
     'src/wallie_common/wallie_common/runtime.py',        # main loop, Intake
     'src/wallie_cli/wallie_cli/bags.py',                 # rosbag2 record / replay
@@ -34,12 +34,15 @@ MYPY_MODULES = [
     'src/wallie_common/wallie_common/model_inventory.py',
     'src/wallie_common/wallie_common/model_manifest.py',
     'src/wallie_common/wallie_common/model_store.py',
+    'src/wallie_common/wallie_common/param_table.py',
     'src/wallie_common/wallie_common/restart.py',
     'src/wallie_common/wallie_common/services.py',
     'src/wallie_audio/wallie_audio/config.py',
     'src/wallie_audio/wallie_audio/echo.py',
     'src/wallie_audio/wallie_audio/endpoint.py',
     'src/wallie_audio/wallie_audio/fixtures.py',
+    'src/wallie_audio/wallie_audio/gate_inbox.py',
+    'src/wallie_audio/wallie_audio/playback_tracker.py',
     'src/wallie_audio/wallie_audio/voice_gate.py',
     'src/wallie_audio/wallie_audio/playout.py',
     'src/wallie_audio/wallie_audio/ring.py',
@@ -57,6 +60,7 @@ MYPY_MODULES = [
     'src/wallie_asr/wallie_asr/fixtures.py',
     'src/wallie_asr/wallie_asr/streaming.py',
     'src/wallie_asr/wallie_asr/reliability.py',
+    'src/wallie_asr/wallie_asr/wake_phrase.py',
     'src/wallie_llm/wallie_llm/chunker.py',
     'src/wallie_llm/wallie_llm/config.py',
     'src/wallie_llm/wallie_llm/engine.py',

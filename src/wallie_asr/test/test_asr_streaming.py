@@ -10,13 +10,8 @@ import pytest
 
 from wallie_asr.config import SAMPLE_RATE, StreamConfig
 from wallie_asr.engine import AsrResult
-from wallie_asr.streaming import (
-    EARLY,
-    FINAL,
-    PARTIAL,
-    TurnStreamer,
-    apply_wake_phrase,
-)
+from wallie_asr.streaming import EARLY, FINAL, PARTIAL, TurnStreamer
+from wallie_asr.wake_phrase import apply_wake_phrase
 
 S = 1_000_000_000
 T0 = 1_000 * S

@@ -13,83 +13,30 @@ from typing import Any, Optional
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, State, TransitionCallbackReturn
 
-from wallie_asr.config import DEFAULT_FILLER_PHRASES, SAMPLE_RATE, EngineConfig, StreamConfig
-from wallie_asr.engine import (
-    COMPUTE_TYPES,
-    DEVICES,
-    EngineError,
-    WhisperEngine,
-    resample_to_16k,
-    resolve_model_path,
+from wallie_asr.config import (
+    PARAMS,
+    SAMPLE_RATE,
+    EngineConfig,
+    engine_from_params,
+    reliability_from_params,
+    stream_from_params,
 )
-from wallie_asr.reliability import ReliabilityConfig, unreliable_reason
+from wallie_asr.engine import EngineError, WhisperEngine, resample_to_16k, resolve_model_path
+from wallie_asr.reliability import unreliable_reason
 from wallie_asr.streaming import EARLY, FINAL, PARTIAL, TranscriptEvent, TurnStreamer
-from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.conversions import from_int16_field
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, UTTERANCE_QOS, describe
+from wallie_common.runtime import main_for
 from wallie_interfaces.msg import Interrupt, StageStamp, Transcript, UtteranceAudio, VoiceActivity
 from wallie_interfaces.srv import Transcribe
 
 MAX_SERVICE_AUDIO_S = 60.0
 SERVICE_TIMEOUT_S = 30.0
-
-PARAMS = (
-    P.Param('asr.model', 'whisper-tiny.en', 'CTranslate2 Whisper model: a model store id '
-            '(whisper-tiny.en, whisper-base, ...) or a directory path.', reload=True),
-    P.Param('asr.device', 'auto', 'Inference device; auto = CUDA when available.',
-            choices=DEVICES, reload=True),
-    P.Param('asr.compute_type', 'auto', 'CTranslate2 compute type; auto = float16 on CUDA, '
-            'int8 on CPU. CUDA failures step down float16 -> int8_float16 -> int8 -> CPU int8.',
-            choices=COMPUTE_TYPES, reload=True),
-    P.Param('asr.cpu_threads', 0, 'CPU threads for inference (0 = all cores, at most 8).',
-            min=0, max=64, reload=True),
-    P.Param('asr.beam_size', 1, 'Beam size (1 = greedy, fastest).', min=1, max=10),
-    P.Param('asr.language', 'en', "Language code, or 'auto' to detect (multilingual models)."),
-    P.Param('asr.initial_prompt', '', 'Text given to Whisper as preceding context (style, '
-            'domain vocabulary).'),
-    P.Param('asr.hotwords', '', 'Words/phrases to bias recognition towards (names, jargon).'),
-    P.Param('asr.window_s', 10.0, 'Encoder window in seconds (Whisper: 30; longer audio gets '
-            'audio + 1 s). Shorter is faster; below ~10 s the decoder starts repeating '
-            'itself.', min=5.0, max=30.0),
-    P.Param('asr.no_speech_threshold', 0.6, 'No-speech probability above which (with a low '
-            'log-prob) the audio counts as non-speech.', min=0.0, max=1.0),
-    P.Param('asr.log_prob_threshold', -1.0, 'Average log-prob below which a no-speech guess is '
-            'trusted.', min=-10.0, max=0.0),
-    P.Param('asr.min_avg_logprob', -1.5, 'Transcripts with a lower average log-prob are '
-            'dropped.', min=-10.0, max=0.0),
-    P.Param('asr.reject.enabled', True, 'Mark finals Whisper was unsure of as unreliable: the '
-            'LLM then says llm.not_heard_reply instead of answering.'),
-    P.Param('asr.reject.min_avg_logprob', ReliabilityConfig.min_avg_logprob,
-            'Unreliable below this average token log-prob.', min=-10.0, max=0.0),
-    P.Param('asr.reject.max_no_speech_prob', ReliabilityConfig.max_no_speech_prob,
-            'Unreliable above this no-speech probability.', min=0.0, max=1.0),
-    P.Param('asr.reject.max_compression_ratio', ReliabilityConfig.max_compression_ratio,
-            'Unreliable above this zlib compression ratio of the text.', min=1.0, max=10.0),
-    P.Param('asr.compression_ratio_threshold', 2.4, 'Transcripts more repetitive than this '
-            '(zlib ratio) are dropped.', min=1.0, max=10.0),
-    P.Param('asr.min_rms_dbfs', -60.0, 'Audio quieter than this RMS level is silence and not '
-            'decoded.', min=-120.0, max=0.0),
-    P.Param('asr.filler_phrases', list(DEFAULT_FILLER_PHRASES), 'Phrases Whisper makes up on '
-            'non-speech; dropped when the audio also looks like non-speech.'),
-    P.Param('asr.partials', True, 'Publish partial transcripts while the user speaks.'),
-    P.Param('asr.partial_interval_ms', 500, 'Minimum time between partials (a partial is '
-            'skipped while the worker is busy).', min=100, max=10000),
-    P.Param('asr.min_partial_audio_ms', 600, 'No partial before this much audio.',
-            min=100, max=30000),
-    P.Param('asr.early_final', True, 'Transcribe at SPEECH_PROBABLY_ENDED and reuse the result '
-            'as the final when no speech follows.'),
-    P.Param('asr.publish_empty_finals', True, 'End a turn without speech with an empty final '
-            'transcript (the LLM ignores it).'),
-    P.Param('asr.max_utterance_s', 30.0, 'Audio of one turn beyond this is dropped.',
-            min=1.0, max=120.0),
-    P.Param('asr.final_wait_ms', 800, 'After END_OF_TURN, wait this long for the final audio '
-            'piece before transcribing what has arrived.', min=50, max=10000),
-)
 
 
 class AsrNode(StageNode):
@@ -101,11 +48,7 @@ class AsrNode(StageNode):
         super().__init__('asr', **kwargs)
         self._engine: Optional[WhisperEngine] = None
         self._streamer: Optional[TurnStreamer] = None
-        self._active = False
-        self._pub = None
-        self._subs: list[Any] = []
-        self._srv = None
-        self._timer = None
+        self._pub: Optional[LifecyclePublisher] = None
         self._reload_lock = threading.Lock()
         self._reload_wanted = threading.Event()
         self._reload_thread: Optional[threading.Thread] = None
@@ -114,35 +57,6 @@ class AsrNode(StageNode):
         self._topic_group = MutuallyExclusiveCallbackGroup()
 
     # -- configuration --------------------------------------------------------------------
-    def engine_config(self) -> EngineConfig:
-        p = self.params
-        return EngineConfig(
-            model=p['asr.model'], device=p['asr.device'], compute_type=p['asr.compute_type'],
-            cpu_threads=p['asr.cpu_threads'], beam_size=p['asr.beam_size'],
-            language=p['asr.language'] or 'en', initial_prompt=p['asr.initial_prompt'],
-            hotwords=p['asr.hotwords'], window_s=p['asr.window_s'],
-            no_speech_threshold=p['asr.no_speech_threshold'],
-            log_prob_threshold=p['asr.log_prob_threshold'],
-            min_avg_logprob=p['asr.min_avg_logprob'],
-            compression_ratio_threshold=p['asr.compression_ratio_threshold'],
-            min_rms_dbfs=p['asr.min_rms_dbfs'],
-            filler_phrases=tuple(p['asr.filler_phrases'] or ()))
-
-    def reliability_config(self) -> ReliabilityConfig:
-        p = self.params
-        return ReliabilityConfig(enabled=p['asr.reject.enabled'],
-                                 min_avg_logprob=p['asr.reject.min_avg_logprob'],
-                                 max_no_speech_prob=p['asr.reject.max_no_speech_prob'],
-                                 max_compression_ratio=p['asr.reject.max_compression_ratio'])
-
-    def stream_config(self) -> StreamConfig:
-        p = self.params
-        return StreamConfig(
-            partials=p['asr.partials'], partial_interval_ms=p['asr.partial_interval_ms'],
-            min_partial_audio_ms=p['asr.min_partial_audio_ms'],
-            early_final=p['asr.early_final'], publish_empty_finals=p['asr.publish_empty_finals'],
-            max_utterance_s=p['asr.max_utterance_s'], final_wait_ms=p['asr.final_wait_ms'])
-
     def _load_engine(self, config: EngineConfig) -> WhisperEngine:
         engine = WhisperEngine(config)
         report = engine.load()
@@ -169,29 +83,28 @@ class AsrNode(StageNode):
     # -- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            engine = self._load_engine(self.engine_config())
+            engine = self._load_engine(engine_from_params(self.params))
         except (ModelStoreError, EngineError, ValueError, OSError) as exc:
             self.get_logger().error(f'cannot load the ASR model: {exc}')
             self.diag.error(f'model load failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._engine = engine
         self._events_seen = 0
-        self._streamer = TurnStreamer(engine, self.stream_config(), self._emit,
+        self._streamer = TurnStreamer(engine, stream_from_params(self.params), self._emit,
                                       warn=self.warn_throttled,
                                       language=self.params['asr.language'] or None)
         self._streamer.start()
         self._pub = self.create_lifecycle_publisher(Transcript, 'transcript', EVENT_QOS)
-        self._subs = [
-            self.create_subscription(UtteranceAudio, 'voice/utterance', self._on_utterance,
-                                     UTTERANCE_QOS, callback_group=self._topic_group),
-            self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
-                                     EVENT_QOS, callback_group=self._topic_group),
-            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
-                                     callback_group=self._topic_group),
-        ]
-        self._srv = self.create_service(Transcribe, 'transcribe', self._on_transcribe,
-                                        callback_group=self._service_group)
-        self._timer = self.create_timer(1.0, self._update_diagnostics)
+        group = self._topic_group
+        self.create_subscription(UtteranceAudio, 'voice/utterance', self._on_utterance,
+                                 UTTERANCE_QOS, callback_group=group)
+        self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
+                                 EVENT_QOS, callback_group=group)
+        self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
+                                 callback_group=group)
+        self.create_service(Transcribe, 'transcribe', self._on_transcribe,
+                            callback_group=self._service_group)
+        self.create_timer(1.0, self._update_diagnostics)
         self._report_engine(engine)
         self.get_logger().info(
             f'QoS: voice/utterance {describe(UTTERANCE_QOS)}, voice/activity, interrupt, '
@@ -199,32 +112,25 @@ class AsrNode(StageNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._active = True
+        result = super().on_activate(state)
         self.get_logger().info('active')
-        return super().on_activate(state)
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
+        result = super().on_deactivate(state)
         if self._streamer is not None:
             self._streamer.interrupt('')
         self.get_logger().info('inactive')
-        return super().on_deactivate(state)
+        return result
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
+        result = super().on_cleanup(state)
         self.get_logger().info('cleaned up (model released)')
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
-        self._active = False
+    def teardown(self) -> None:
+        """Stop the reload and the streamer's worker, destroy what on_configure created,
+        then release the model."""
         if self._reload_thread is not None:
             self._reload_thread.join(30)
             self._reload_thread = None
@@ -232,18 +138,8 @@ class AsrNode(StageNode):
             self._streamer.stop()
             self._streamer.close_all()
             self._streamer = None
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
-        if self._srv is not None:
-            self.destroy_service(self._srv)
-            self._srv = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
-            self._pub = None
+        super().teardown()
+        self._pub = None
         if self._engine is not None:
             self._engine.close()
             self._engine = None
@@ -265,11 +161,12 @@ class AsrNode(StageNode):
         if self.needs_reload(changed):
             self._request_reload()
         else:
-            self._engine.reconfigure(replace(self.engine_config(), model=self._engine.config.model,
-                                             device=self._engine.config.device,
-                                             compute_type=self._engine.config.compute_type,
-                                             cpu_threads=self._engine.config.cpu_threads))
-        self._streamer.set_config(self.stream_config())
+            running = self._engine.config
+            self._engine.reconfigure(replace(engine_from_params(self.params), model=running.model,
+                                             device=running.device,
+                                             compute_type=running.compute_type,
+                                             cpu_threads=running.cpu_threads))
+        self._streamer.set_config(stream_from_params(self.params))
         self._streamer.language = self.params['asr.language'] or None
 
     def _request_reload(self) -> None:
@@ -283,7 +180,7 @@ class AsrNode(StageNode):
     def _reload_loop(self) -> None:
         while self._reload_wanted.is_set():
             self._reload_wanted.clear()
-            config = self.engine_config()
+            config = engine_from_params(self.params)
             self.diag.warn(f'reloading ASR model {config.model}', reloading=True)
             self.get_logger().info(f'reloading the ASR model ({config.model}, '
                                    f'{config.device}/{config.compute_type}) in the background')
@@ -312,7 +209,7 @@ class AsrNode(StageNode):
     # -- inputs ---------------------------------------------------------------------------
     def _on_utterance(self, msg: UtteranceAudio) -> None:
         streamer = self._streamer
-        if not self._active or streamer is None:
+        if not self.is_active or streamer is None:
             return
         try:
             samples = from_int16_field(msg.samples)
@@ -341,7 +238,7 @@ class AsrNode(StageNode):
 
     def _on_activity(self, msg: VoiceActivity) -> None:
         streamer = self._streamer
-        if not self._active or streamer is None:
+        if not self.is_active or streamer is None:
             return
         end_ns = timeutil.from_msg(msg.speech_end)
         if msg.event == VoiceActivity.SPEECH_PROBABLY_ENDED:
@@ -361,7 +258,7 @@ class AsrNode(StageNode):
     def _on_transcribe(self, request: Transcribe.Request, response: Transcribe.Response):
         streamer = self._streamer
         response.success = False
-        if not self._active or streamer is None:
+        if not self.is_active or streamer is None:
             response.message = 'the asr node is not active'
             return response
         samples = from_int16_field(request.samples)
@@ -396,7 +293,7 @@ class AsrNode(StageNode):
     # -- outputs --------------------------------------------------------------------------
     def _emit(self, ev: TranscriptEvent) -> None:
         pub = self._pub
-        if pub is None or not self._active:
+        if pub is None or not self.is_active:
             return
         msg = Transcript()
         now = timeutil.now_ns()
@@ -415,7 +312,7 @@ class AsrNode(StageNode):
             r = ev.result
             msg.unreliable = unreliable_reason(ev.text, r.avg_logprob, r.no_speech_prob,
                                                r.compression_ratio, r.audio_s,
-                                               self.reliability_config()) or ''
+                                               reliability_from_params(self.params)) or ''
             if msg.unreliable and ev.kind == FINAL:
                 self.diag.count(f'unreliable.{msg.unreliable}')
         pub.publish(msg)
@@ -449,9 +346,7 @@ def _reload_values(config: EngineConfig) -> dict[str, Any]:
             'asr.compute_type': config.compute_type, 'asr.cpu_threads': config.cpu_threads}
 
 
-def main(args: Optional[list[str]] = None) -> None:
-    from wallie_common.runtime import run_node
-    raise SystemExit(run_node(AsrNode, args))
+main = main_for(AsrNode)
 
 
 if __name__ == '__main__':

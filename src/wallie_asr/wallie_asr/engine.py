@@ -32,16 +32,13 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from wallie_asr.config import SAMPLE_RATE, EngineConfig
+from wallie_asr.config import COMPUTE_TYPES, DEVICES, SAMPLE_RATE, EngineConfig
 
 _LOG = logging.getLogger('wallie_asr.engine')
 
 WHISPER_MAX_FRAMES = 3000          # 30 s of 10 ms mel frames
 WHISPER_MAX_TOKENS = 448
 WINDOW_MARGIN_S = 1.0              # silence after the audio inside the encoder window
-COMPUTE_TYPES = ('auto', 'int8', 'int8_float16', 'int8_float32', 'int8_bfloat16', 'float16',
-                 'bfloat16', 'float32')
-DEVICES = ('auto', 'cpu', 'cuda')
 GPU_LADDER = ('float16', 'int8_float16', 'int8')
 
 

@@ -11,10 +11,8 @@ taken by priority: final, early final, service request, partial.
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import itertools
-import re
 import threading
 import time
 from collections import deque
@@ -26,11 +24,11 @@ import numpy as np
 
 from wallie_asr.config import SAMPLE_RATE, StreamConfig
 from wallie_asr.engine import AsrResult
+from wallie_asr.wake_phrase import apply_wake_phrase
 
 PARTIAL, EARLY, FINAL = 'partial', 'early', 'final'
 TICK_S = 0.05                      # the worker's time-based checks while a turn is open
 _PRIORITY = {FINAL: 0, EARLY: 1, 'service': 2, PARTIAL: 3}
-_GREETINGS = frozenset({'hey', 'hi', 'hello', 'ok', 'okay', 'oh', 'yo'})
 
 
 class Transcriber(Protocol):
@@ -59,78 +57,15 @@ class TranscriptEvent:
     wake_missing: bool = False     # transcript wake mode: the phrase was not heard
 
 
-# --------------------------------------------------------------------------- wake phrase
-
-_WORD = re.compile(r"[\w']+", re.UNICODE)
-
-
-def _norm_word(word: str) -> str:
-    return word.lower().replace("'", '')
-
-
-def _word_matches(token: str, target: str, aliases: frozenset[str]) -> bool:
-    if token == target:
-        return True
-    if token in aliases and target in aliases:
-        return True
-    return len(target) >= 4 and difflib.SequenceMatcher(None, token, target).ratio() >= 0.8
-
-
-def find_wake_phrase(text: str, phrase: str,
-                     aliases: tuple[str, ...] = ()) -> Optional[tuple[int, int]]:
-    """Character span of `phrase` in `text` (case/punctuation-insensitive, fuzzy), or None.
-
-    A phrase word may match one token or two joined tokens ("Wall-E" for "wallie"); words in
-    `aliases` are interchangeable (common spellings of the same name).
-    """
-    targets = [_norm_word(w) for w in _WORD.findall(phrase)]
-    tokens = [(_norm_word(m.group()), m.start(), m.end()) for m in _WORD.finditer(text)]
-    if not targets:
-        return None
-    alias_set = frozenset(_norm_word(a) for a in aliases)
-
-    def match(ti: int, pi: int) -> Optional[int]:
-        if pi == len(targets):
-            return ti
-        for width in (2, 1):
-            if ti + width > len(tokens):
-                continue
-            joined = ''.join(t[0] for t in tokens[ti:ti + width])
-            if _word_matches(joined, targets[pi], alias_set):
-                end = match(ti + width, pi + 1)
-                if end is not None:
-                    return end
-        return None
-
-    for start in range(len(tokens)):
-        end = match(start, 0)
-        if end is not None:
-            return tokens[start][1], tokens[end - 1][2]
-    return None
-
-
-def apply_wake_phrase(text: str, phrase: str, aliases: tuple[str, ...] = ()) -> Optional[str]:
-    """Text with the wake phrase removed, or None when the phrase is not in it."""
-    span = find_wake_phrase(text, phrase, aliases)
-    if span is None:
-        return None
-    before = text[:span[0]].strip(' ,;:-')
-    after = text[span[1]:].lstrip(' ,.;:!?-')
-    if before and all(w.lower() in _GREETINGS for w in _WORD.findall(before)):
-        before = ''
-    out = f'{before} {after}'.strip()
-    return out[:1].upper() + out[1:]
-
-
 # --------------------------------------------------------------------------- turns
 
 
 @dataclass
-class _Job:
+class _AsrJob:
     kind: str
     audio: np.ndarray
     engine: Transcriber
-    turn: Optional['_Turn'] = None
+    turn: Optional['_AsrTurn'] = None
     covered_end_ns: int = 0
     early: bool = False            # also counts as the turn's early final (promoted partial)
     future: Optional[Future] = None
@@ -139,7 +74,7 @@ class _Job:
 
 
 @dataclass
-class _Turn:
+class _AsrTurn:
     turn_id: str
     engine: Transcriber
     wake_phrase: str = ''
@@ -153,7 +88,7 @@ class _Turn:
     probably_ended: bool = False
     early_speech_end_ns: int = 0
     early_wanted: bool = False     # waiting for the audio that covers speech_end
-    early_job: Optional[_Job] = None
+    early_job: Optional[_AsrJob] = None
     early_result: Optional[AsrResult] = None
     early_covered_ns: int = 0
     final_from_early: bool = False
@@ -193,11 +128,11 @@ class TurnStreamer:
         self._clock = clock
         self.language = language
         self._lock = threading.Condition()
-        self._turns: dict[str, _Turn] = {}
+        self._turns: dict[str, _AsrTurn] = {}
         self._finished: deque[str] = deque(maxlen=256)
-        self._queue: list[tuple[int, int, _Job]] = []
+        self._queue: list[tuple[int, int, _AsrJob]] = []
         self._seq = itertools.count()
-        self._running: Optional[_Job] = None
+        self._running: Optional[_AsrJob] = None
         self._retired: list[Transcriber] = []
         self._outbox: list[TranscriptEvent] = []
         self._emit_lock = threading.Lock()
@@ -273,8 +208,8 @@ class TurnStreamer:
                 if seq != 0:
                     self._warn('missed_pieces', f'turn {turn_id}: first piece seen has seq '
                                f'{seq}; earlier audio was lost')
-                turn = _Turn(turn_id, self._engine, wake_phrase=wake_phrase, start_ns=start_ns,
-                             next_seq=seq)
+                turn = _AsrTurn(turn_id, self._engine, wake_phrase=wake_phrase,
+                                start_ns=start_ns, next_seq=seq)
                 self._turns[turn_id] = turn
                 self._lock.notify_all()         # the worker now has time-based work
             turn.last_news = self._clock()
@@ -362,8 +297,8 @@ class TurnStreamer:
                 fut.set_exception(RuntimeError('ASR is not running'))
                 return fut
             self.stats['service_calls'] += 1
-            self._push(_Job('service', _to_float(audio), self._engine, future=fut,
-                            language=language))
+            self._push(_AsrJob('service', _to_float(audio), self._engine, future=fut,
+                               language=language))
         return fut
 
     def _tick(self) -> None:
@@ -377,7 +312,7 @@ class TurnStreamer:
                 self._advance(turn)
 
     # -- state machine (lock held) --------------------------------------------------------
-    def _known(self, turn_id: str, what: str) -> Optional[_Turn]:
+    def _known(self, turn_id: str, what: str) -> Optional[_AsrTurn]:
         turn = self._turns.get(turn_id)
         if turn is None and turn_id not in self._finished:
             self._warn('unknown_turn', f'{what} for unknown turn {turn_id!r} ignored')
@@ -396,7 +331,7 @@ class TurnStreamer:
         if self._running is not None and self._running.turn is turn:
             self._running.cancelled = True
 
-    def _early_reusable(self, turn: _Turn) -> bool:
+    def _early_reusable(self, turn: _AsrTurn) -> bool:
         if turn.early_job is None and turn.early_result is None:
             return False
         covered = turn.early_covered_ns
@@ -404,7 +339,7 @@ class TurnStreamer:
             return True  # no stamps to compare; SPEECH_RESUMED would have discarded it
         return turn.speech_end_ns <= covered + self.config.reuse_tolerance_ms * 1_000_000
 
-    def _advance(self, turn: _Turn) -> None:
+    def _advance(self, turn: _AsrTurn) -> None:
         """Start whatever the turn needs now."""
         if turn.finalizing:
             return
@@ -428,8 +363,8 @@ class TurnStreamer:
                     turn.early_job.cancelled = turn.early_job.kind == EARLY
                     turn.early_job.early = False
                     turn.early_job = None
-                self._push(_Job(FINAL, turn.audio().copy(), turn.engine, turn,
-                                covered_end_ns=turn.covered_end_ns()))
+                self._push(_AsrJob(FINAL, turn.audio().copy(), turn.engine, turn,
+                                   covered_end_ns=turn.covered_end_ns()))
             return
         # 2. early final
         if turn.early_wanted and turn.early_job is None and turn.early_result is None:
@@ -446,8 +381,8 @@ class TurnStreamer:
                 self.stats['early_promoted'] += 1
             else:
                 self._cancel_queued_partials(turn)
-                job = _Job(EARLY, turn.audio().copy(), turn.engine, turn, covered_end_ns=covered,
-                           early=True)
+                job = _AsrJob(EARLY, turn.audio().copy(), turn.engine, turn,
+                              covered_end_ns=covered, early=True)
                 turn.early_job = job
                 turn.early_covered_ns = covered
                 self._push(job)
@@ -461,26 +396,26 @@ class TurnStreamer:
                 self.stats['partials_skipped_busy'] += 1
                 return
             turn.last_partial_at = now
-            self._push(_Job(PARTIAL, turn.audio().copy(), turn.engine, turn,
-                            covered_end_ns=turn.covered_end_ns()))
+            self._push(_AsrJob(PARTIAL, turn.audio().copy(), turn.engine, turn,
+                               covered_end_ns=turn.covered_end_ns()))
 
-    def _cancel_queued_partials(self, turn: _Turn) -> None:
+    def _cancel_queued_partials(self, turn: _AsrTurn) -> None:
         for _, _, job in self._queue:
             if job.turn is turn and job.kind == PARTIAL:
                 job.cancelled = True
 
-    def _push(self, job: _Job) -> None:
+    def _push(self, job: _AsrJob) -> None:
         if job.turn is not None:
             job.turn.running += 1
         heapq.heappush(self._queue, (_PRIORITY[job.kind], next(self._seq), job))
         self._lock.notify_all()
 
-    def _finish_from_early(self, turn: _Turn) -> None:
+    def _finish_from_early(self, turn: _AsrTurn) -> None:
         assert turn.early_result is not None
         self.stats['finals_reused'] += 1
         self._final_event(turn, turn.early_result, reused=True)
 
-    def _final_event(self, turn: _Turn, result: AsrResult, reused: bool) -> None:
+    def _final_event(self, turn: _AsrTurn, result: AsrResult, reused: bool) -> None:
         text, wake_missing = self._wake(turn, result.text)
         self.stats['finals'] += 1
         if not text:
@@ -492,7 +427,7 @@ class TurnStreamer:
                 turn.turn_id, FINAL, text, result, speech_end_ns=turn.speech_end_ns,
                 reused_early=reused, wake_missing=wake_missing))
 
-    def _wake(self, turn: _Turn, text: str) -> tuple[str, bool]:
+    def _wake(self, turn: _AsrTurn, text: str) -> tuple[str, bool]:
         if not turn.wake_phrase or not text:
             return text, False
         stripped = apply_wake_phrase(text, turn.wake_phrase, self.config.wake_aliases)
@@ -518,7 +453,7 @@ class TurnStreamer:
 
     def _work(self) -> None:
         while True:
-            job: Optional[_Job] = None
+            job: Optional[_AsrJob] = None
             with self._lock:
                 if self._stop:
                     return
@@ -554,11 +489,11 @@ class TurnStreamer:
             self._flush()
             self._close_retired()
 
-    def _job_done(self, job: _Job) -> None:
+    def _job_done(self, job: _AsrJob) -> None:
         if job.turn is not None:
             job.turn.running -= 1
 
-    def _complete(self, job: _Job, result: Optional[AsrResult],
+    def _complete(self, job: _AsrJob, result: Optional[AsrResult],
                   error: Optional[BaseException]) -> None:
         if job.future is not None:
             if error is not None:

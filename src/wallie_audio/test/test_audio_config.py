@@ -6,8 +6,9 @@ import pytest
 from wallie_audio import config as C
 from wallie_audio.echo import EchoConfig
 from wallie_audio.voice_gate import GateConfig
+from wallie_common.param_table import defaults
 
-ALL = C.GATE_SPECS + C.CAPTURE_SPECS + C.PLAYER_SPECS
+ALL = C.GATE_PARAMS + C.CAPTURE_PARAMS + C.PLAYER_PARAMS
 
 
 @pytest.mark.parametrize('spec', ALL, ids=[s.name for s in ALL])
@@ -19,13 +20,13 @@ def test_every_parameter_documented_and_ranged(spec):
 
 
 def test_parameter_defaults_are_engine_defaults():
-    p = C.defaults(C.GATE_SPECS)
+    p = defaults(C.GATE_PARAMS)
     assert C.gate_config(p) == GateConfig()
     assert C.echo_config(p) == EchoConfig()
 
 
 def test_parameters_map_onto_the_config():
-    p = C.defaults(C.GATE_SPECS)
+    p = defaults(C.GATE_PARAMS)
     p.update({'vad.end_offset_ms': 40, 'wake.vad_threshold': 0.0, 'wake.buffer_ms': 2000,
               'wake.hangover_ms': 500, 'vad.neg_threshold': 0.9})
     g = C.gate_config(p)

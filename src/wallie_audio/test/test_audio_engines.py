@@ -368,7 +368,7 @@ def test_late_reference_holds_barge_in_instead_of_firing(speech):
             assert not ints and gate.stats.barge_held == 0   # nothing late: nothing held
     # after the player reports the reply done, blocks past its end are judged again
     gate.playback_done('r')
-    assert gate._reference_known(T0 + 100 * 10**9)
+    assert gate.playback_tracker.reference_known(T0 + 100 * 10**9)
 
 
 @pytest.mark.parametrize('end_known', [True, False])
@@ -432,10 +432,11 @@ def test_seq_gap_in_the_reference_is_a_lost_span():
     gate.playback(x, T0, 'r', seq=1)
     gate.playback(x, T0 + 60_000_000, 'r', seq=4)           # frames 2 and 3 missing
     assert gate.stats.ref_lost_frames == 2
-    assert not gate._reference_known(T0 + 40_000_000)        # its echo window has the hole
+    tracker = gate.playback_tracker
+    assert not tracker.reference_known(T0 + 40_000_000)        # its echo window has the hole
     gate.playback(x, T0 + 20_000_000, 'r', seq=2)             # late, not lost
     gate.playback(x, T0 + 40_000_000, 'r', seq=3)
-    assert gate._reference_known(T0 + 40_000_000) and gate.stats.ref_lost_frames == 2
+    assert tracker.reference_known(T0 + 40_000_000) and gate.stats.ref_lost_frames == 2
     gate.playback(x, T0 + 200_000_000, 'r')                   # unnumbered
     assert gate.stats.ref_lost_frames == 2
 

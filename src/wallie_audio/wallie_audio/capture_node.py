@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from rclpy.lifecycle import TransitionCallbackReturn
-from rclpy.publisher import Publisher
+from rclpy.lifecycle import LifecyclePublisher, TransitionCallbackReturn
 
 from wallie_audio import config as C
 from wallie_audio.sources import (
@@ -22,12 +21,11 @@ from wallie_audio.sources import (
     frame_samples,
     paced_replay,
 )
-from wallie_audio.voice_gate_node import _params
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS
-from wallie_common.runtime import run_node
+from wallie_common.runtime import main_for
 from wallie_interfaces.msg import AudioFrame
 
 
@@ -44,18 +42,17 @@ def read_bag_frames(path: str, topic: str = '/audio/in') -> Iterator[tuple[int, 
 
 
 class CaptureNode(StageNode):
-    PARAMS = _params(C.CAPTURE_SPECS)
+    PARAMS = C.CAPTURE_PARAMS
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('capture', **kwargs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._active = False
         self._seq = 0
         self._topic_sub = None
         self._cleaner = FrameCleaner()
         self._framer: Framer | None = None
-        self.pub: Publisher | None = None
+        self.pub: LifecyclePublisher | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -65,36 +62,25 @@ class CaptureNode(StageNode):
             self.diag.error(err)
             return TransitionCallbackReturn.FAILURE
         self._cleaner = FrameCleaner()
-        if self.pub is None:
-            self.pub = self.create_publisher(AudioFrame, 'audio/in', AUDIO_QOS)
+        self.pub = self.create_lifecycle_publisher(AudioFrame, 'audio/in', AUDIO_QOS)
         self.diag.ok('configured', source=self.params['source'])
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._active = True
+        result = super().on_activate(state)
         self._start_source()
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._active = False
+        result = super().on_deactivate(state)
         self._stop_source()
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _teardown(self) -> None:
-        """Stop the source and destroy what on_configure created (re-configurable)."""
-        self._active = False
+    def teardown(self) -> None:
+        """Stop the source, then destroy what on_configure created (re-configurable)."""
         self._stop_source()
-        if self.pub is not None:
-            self.destroy_publisher(self.pub)
-            self.pub = None
+        super().teardown()
+        self.pub = None
 
     def check_params(self, new: dict[str, Any]) -> str | None:
         """A new source must be one that can start (its file or bag is there)."""
@@ -103,7 +89,7 @@ class CaptureNode(StageNode):
         return self._check_source({**self.params, **new}) or None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
-        if self.needs_reload(changed) and self._active:
+        if self.needs_reload(changed) and self.is_active:
             # restart the source off the executor thread
             threading.Thread(target=self._restart, daemon=True).start()
 
@@ -273,16 +259,15 @@ class CaptureNode(StageNode):
             self._publish(block, st)
 
     def _publish(self, block: np.ndarray, stamp: int) -> None:
-        pub = self.pub
-        if not self._active or pub is None:
+        pub = self.pub                  # a lifecycle publisher: silent unless active
+        if pub is None:
             return
         self._seq += 1
         pub.publish(audio_to_frame(block, 16000, stamp, seq=self._seq,
                                         frame_id=self.params['source']))
 
 
-def main(args: list[str] | None = None) -> None:
-    raise SystemExit(run_node(CaptureNode, args))
+main = main_for(CaptureNode)
 
 
 if __name__ == '__main__':

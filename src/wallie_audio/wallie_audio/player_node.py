@@ -6,18 +6,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.lifecycle import LifecyclePublisher, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 
 from wallie_audio import config as C
 from wallie_audio.playout import Playout, Report
 from wallie_audio.sinks import make_sink
-from wallie_audio.voice_gate_node import _params
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS, REPLY_AUDIO_QOS
-from wallie_common.runtime import Intake, run_node
+from wallie_common.runtime import Intake, main_for
 from wallie_interfaces.msg import AudioFrame, Interrupt, PlaybackEvent
 
 EVENTS = {'first_audible': PlaybackEvent.FIRST_AUDIBLE, 'finished': PlaybackEvent.FINISHED,
@@ -25,15 +24,13 @@ EVENTS = {'first_audible': PlaybackEvent.FIRST_AUDIBLE, 'finished': PlaybackEven
 
 
 class PlayerNode(StageNode):
-    PARAMS = _params(C.PLAYER_SPECS)
+    PARAMS = C.PLAYER_PARAMS
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('player', **kwargs)
         self.playout: Playout | None = None
-        self._active = False
         self._intake: Intake | None = None
-        self._pubs: list = []
-        self.pub_ref: Publisher | None = None
+        self.pub_ref: LifecyclePublisher | None = None
         self.pub_evt: Publisher | None = None
         self._ref_seq = 0
         self._lock = threading.Lock()
@@ -46,17 +43,17 @@ class PlayerNode(StageNode):
                        self._on_reference)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
-        self._teardown()                  # never duplicate entities (configure after error)
         # publishers first: the playout thread reports through them as soon as it runs
-        self.pub_ref = self.create_publisher(AudioFrame, 'audio/playback', AUDIO_QOS)
+        self.pub_ref = self.create_lifecycle_publisher(AudioFrame, 'audio/playback', AUDIO_QOS)
+        # Not a lifecycle publisher: the flush that deactivation causes is reported too (the
+        # llm trims its history to what was heard).
         self.pub_evt = self.create_publisher(PlaybackEvent, 'playback/events', EVENT_QOS)
-        self._pubs = [self.pub_ref, self.pub_evt]
         try:
             self.playout = self._make_playout()
         except Exception as exc:
             self.get_logger().error(f'cannot open sink {self.params["sink"]}: {exc}')
             self.diag.error(f'cannot open sink: {exc}')
-            self._teardown()
+            self.pub_ref = self.pub_evt = None
             return TransitionCallbackReturn.FAILURE
         # reply audio arrives in bursts faster than real time, and an interrupt must flush
         # within 50 ms: both on their own light executor thread
@@ -69,36 +66,21 @@ class PlayerNode(StageNode):
                                f'rate={self.playout.sink.rate}')
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state) -> TransitionCallbackReturn:
-        self._active = True
-        return TransitionCallbackReturn.SUCCESS
-
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._active = False
+        result = super().on_deactivate(state)
         if self.playout is not None:
             self.playout.flush('')
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _teardown(self) -> None:
-        """Stop playback, then destroy every entity on_configure made (re-configurable)."""
-        self._active = False
+    def teardown(self) -> None:
+        """Stop the intake and playback, then destroy every entity on_configure made."""
         if self._intake is not None:
-            self._intake.close()
+            self._intake.close()          # no more audio or interrupts
             self._intake = None
         if self.playout is not None:
             self.playout.close()          # joins the playout thread: no more reports
             self.playout = None
-        for p in self._pubs:
-            self.destroy_publisher(p)
-        self._pubs = []
+        super().teardown()
         self.pub_ref = self.pub_evt = None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
@@ -121,7 +103,7 @@ class PlayerNode(StageNode):
 
     # -- callbacks -------------------------------------------------------------------
     def _on_audio(self, msg: AudioFrame) -> None:
-        if not self._active or self.playout is None:
+        if not self.is_active or self.playout is None:
             return
         try:
             audio = frame_to_audio(msg)
@@ -169,8 +151,7 @@ class PlayerNode(StageNode):
             self.diag.value('last_flush_ms', f'{r.flush_ms:.1f}')
 
 
-def main(args: list[str] | None = None) -> None:
-    raise SystemExit(run_node(PlayerNode, args))
+main = main_for(PlayerNode)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ REF_RATE = 16000
 
 
 @dataclass
-class StreamState:
+class PlayoutStream:
     stream_id: str
     first_audible_ns: int = 0
     queued: int = 0                  # samples queued (at the sink rate)
@@ -59,7 +59,7 @@ class Playout:
         self._lock = threading.Condition()
         self._queue: deque[tuple[str, int, np.ndarray, bool]] = deque()
         self._queued_samples = 0
-        self._streams: dict[str, StreamState] = {}
+        self._streams: dict[str, PlayoutStream] = {}
         self._cancelled: deque[str] = deque(maxlen=64)
         self._finished: deque[str] = deque(maxlen=64)
         self._resamplers: dict[tuple[str, int], StreamResampler] = {}
@@ -91,7 +91,7 @@ class Playout:
                 return False
             st = self._streams.get(stream_id)
             if st is None:
-                st = self._streams[stream_id] = StreamState(stream_id)
+                st = self._streams[stream_id] = PlayoutStream(stream_id)
             st.queued += x.shape[0]
             st.last_activity = time.monotonic()
             if end_of_segment or end_of_stream:
@@ -160,7 +160,7 @@ class Playout:
             if ref.shape[0]:
                 self.on_reference(sid, ref, audible)
 
-    def _heard(self, st: StreamState, buffered: int = 0) -> Report:
+    def _heard(self, st: PlayoutStream, buffered: int = 0) -> Report:
         heard = max(0, st.played - buffered)
         complete = 0
         frac = 0.0
@@ -178,7 +178,7 @@ class Playout:
         return Report(st.stream_id, '', 0, st.first_audible_ns, heard / self.sink.rate,
                       complete, float(min(1.0, max(0.0, frac))))
 
-    def _finish(self, st: StreamState) -> None:
+    def _finish(self, st: PlayoutStream) -> None:
         r = self._heard(st)
         self._streams.pop(st.stream_id, None)
         self._finished.append(st.stream_id)

@@ -17,18 +17,13 @@ import numpy as np
 
 from wallie_audio.echo import EchoCanceller, EchoConfig, EchoInfo
 from wallie_audio.endpoint import EndpointConfig, Endpointer, Kind
+from wallie_audio.playback_tracker import BLOCK, BLOCK_NS, MS, RATE, PlaybackTracker
 from wallie_audio.ring import AudioRing
 from wallie_audio.vad import Vad
 from wallie_audio.wake import NoWake, TranscriptWake, WakeEngine, WakeHit
 from wallie_common.text import looks_complete
 
-RATE = 16000
-BLOCK = 512
-BLOCK_NS = BLOCK * 1_000_000_000 // RATE
-MS = 1_000_000
 ECHO_MODES = ('suppress', 'half_duplex', 'off')
-REF_LATE_MAX_NS = 1_000_000_000  # a reference this late means the player stalled, not lag
-REF_HOLES_MAX = 32            # lost reference spans remembered
 HOLD_MAX_NS = 500_000_000  # mic blocks wait at most this long for their playback reference
 WAKE_TAIL_NS = 400_000_000  # speech ending this soon after the wake detection is the word's end
 
@@ -131,7 +126,7 @@ def new_turn_id() -> str:
 
 
 @dataclass
-class _Turn:
+class _GateTurn:
     turn_id: str
     reason: str                      # wake | always | followup | service | listen | barge_in
     floor_no: int                    # earliest ring block the pre-roll may use
@@ -174,23 +169,15 @@ class VoiceGate:
         self.endpointer = Endpointer(config.endpoint)
         self.ring = AudioRing(config.ring_seconds, RATE, BLOCK)
         self.stats = GateStats()
-        self._turn: _Turn | None = None
+        self.playback_tracker = PlaybackTracker(self.echo, config.playback_tail_ms)
+        self._turn: _GateTurn | None = None
         self._accepted_end_ns = 0            # end of the last accepted turn (follow-up)
         self._pending_accept: dict[str, int] = {}  # transcript mode: turn -> end stamp
-        self._reply_turn = ''                # stream id of the reply being played
-        self._speaking_since_ns = 0
         self._barge_count = 0
         self._barge_start_ns = 0
         self._barge_voiced = 0
         self._last_prob = 0.0
         self._ptt = False
-        self._playback_open = False          # reference frames are still coming
-        self._stream_active = False          # FIRST_AUDIBLE seen, no FINISHED/FLUSHED yet
-        self._stream_start_ns = 0
-        self._played_end_ns = 0              # audible end of the reply that just ended
-        self._ref_holes: list[tuple[int, int]] = []   # reference spans lost on the way
-        self._ref_seq = 0                    # seq of the newest reference frame
-        self._ref_end_ns = 0                 # its audible end
         self._held: deque[tuple[np.ndarray, int]] = deque()  # mic blocks awaiting reference
         self._wake_pending: deque[np.ndarray] = deque(maxlen=self._wake_buffer_blocks())
         self._wake_until_ns = 0              # wake engine runs until then (VAD-gated)
@@ -202,6 +189,7 @@ class VoiceGate:
     def reconfigure(self, config: GateConfig) -> None:
         """Apply new parameters live (the current turn continues)."""
         self.config = config
+        self.playback_tracker.tail_ms = config.playback_tail_ms
         self.endpointer.reconfigure(config.endpoint)
         if self._wake_pending.maxlen != self._wake_buffer_blocks():
             self._wake_pending = deque(self._wake_pending, maxlen=self._wake_buffer_blocks())
@@ -233,23 +221,8 @@ class VoiceGate:
         """A reference block (float32 mono 16 kHz) that becomes audible at `stamp_ns`;
         `seq` is the player's frame counter (0: none): a gap in it is a lost span.
         Returns the outputs of microphone blocks that were waiting for this reference."""
-        end_ns = stamp_ns + samples16k.shape[0] * 1_000_000_000 // RATE
-        last = self._ref_seq
-        if seq and last and seq > last + 1 and stamp_ns > self._ref_end_ns:
-            # frames between the last one and this one were lost (best-effort transport)
-            # or are late: no barge-in is judged against a reference the gate lacks
-            self.stats.ref_lost_frames += seq - last - 1
-            self._add_hole(self._ref_end_ns, stamp_ns)
-        if not seq or seq > last or end_ns > self._ref_end_ns:   # (an older frame fills in)
-            self._ref_seq, self._ref_end_ns = seq, end_ns
-        if not self._ref_speaking(stamp_ns) and not self._stream_active:
-            self._speaking_since_ns = stamp_ns
-        self.echo.timeline.write(samples16k, stamp_ns)
-        if self._ref_holes:
-            self._fill_holes(stamp_ns, end_ns)
-        self._playback_open = True
-        if stream_id:
-            self._reply_turn = stream_id
+        self.stats.ref_lost_frames += self.playback_tracker.reference(
+            samples16k, stamp_ns, stream_id, seq)
         return self._release()
 
     def reference_lost(self, start_ns: int, end_ns: int) -> list[Output]:
@@ -257,39 +230,13 @@ class VoiceGate:
         later frame came first). The echo of that audio cannot be cancelled, so blocks
         whose echo window overlaps the span wait for it (bounded), then are not judged
         for barge-in unless it arrived."""
-        self._add_hole(start_ns, end_ns)
+        self.playback_tracker.add_hole(start_ns, end_ns)
         return self._release()
-
-    def _add_hole(self, start_ns: int, end_ns: int) -> None:
-        if end_ns > start_ns:
-            self._ref_holes.append((start_ns, end_ns))
-            del self._ref_holes[:-REF_HOLES_MAX]
-
-    def _fill_holes(self, start_ns: int, end_ns: int) -> None:
-        keep: list[tuple[int, int]] = []
-        oldest = end_ns - int(self.echo.timeline.size * 1e9 / RATE)
-        for lo, hi in self._ref_holes:
-            if hi <= oldest:
-                continue                    # off the timeline: no block needs it any more
-            if end_ns <= lo or start_ns >= hi:
-                keep.append((lo, hi))
-                continue
-            if lo < start_ns:
-                keep.append((lo, start_ns))
-            if end_ns < hi:
-                keep.append((end_ns, hi))
-        self._ref_holes = keep
 
     def playback_started(self, stream_id: str, stamp_ns: int) -> list[Output]:
         """The player's FIRST_AUDIBLE: a reply is audible from `stamp_ns`; until it is
         finished or flushed the gate counts as speaking even where its reference is late."""
-        if not self._ref_speaking(stamp_ns) and not self._stream_active:
-            self._speaking_since_ns = stamp_ns
-        self._stream_active = True
-        self._stream_start_ns = stamp_ns
-        self._playback_open = True
-        if stream_id:
-            self._reply_turn = stream_id
+        self.playback_tracker.started(stream_id, stamp_ns)
         return self._release()
 
     def playback_done(self, stream_id: str = '', end_ns: int = 0) -> list[Output]:
@@ -298,28 +245,8 @@ class VoiceGate:
         `end_ns` may still be on its way: the event and the reference travel on different
         topics, and the reply's echo goes on in the room until `end_ns` regardless.
         Returns the outputs of microphone blocks that were waiting for its reference."""
-        if not stream_id or stream_id == self._reply_turn:
-            self._playback_open = False
-            self._stream_active = False
-            self._played_end_ns = end_ns
+        self.playback_tracker.done(stream_id, end_ns)
         return self._release()
-
-    def _ref_speaking(self, stamp_ns: int) -> bool:
-        last = self.echo.timeline.last_write_ns
-        return last > 0 and stamp_ns < last + self.config.playback_tail_ms * MS
-
-    def _speaking(self, stamp_ns: int) -> bool:
-        if self._ref_speaking(stamp_ns):
-            return True
-        if self._stream_start_ns < stamp_ns + BLOCK_NS and \
-                stamp_ns < self._played_end_ns + self.config.playback_tail_ms * MS:
-            return True         # the ended reply was audible here; its reference is late
-        if not self._stream_active or stamp_ns + BLOCK_NS <= self._stream_start_ns:
-            return False
-        # a reply stream is open: its reference may simply be late (CPU load); a player
-        # silent for longer than REF_LATE_MAX_NS has stalled or lost its FINISHED event
-        since = max(self.echo.timeline.last_write_ns, self._stream_start_ns)
-        return stamp_ns - since <= REF_LATE_MAX_NS
 
     def open_turn(self, reason: str, now_ns: int, turn_id: str = '') -> tuple[str, list[Output]]:
         """Arm a turn without a wake word (push-to-talk, listen action)."""
@@ -327,7 +254,7 @@ class VoiceGate:
         if self._turn is not None and self._turn.in_speech:
             return self._turn.turn_id, out
         tid = turn_id or new_turn_id()
-        self._turn = _Turn(tid, reason, floor_no=self.ring.next_no,
+        self._turn = _GateTurn(tid, reason, floor_no=self.ring.next_no,
                            deadline_ns=now_ns + self.config.listen_timeout_ms * MS)
         self.endpointer.reset()
         out.append(WakeOut(reason, 'service', 1.0, tid, now_ns))
@@ -404,9 +331,9 @@ class VoiceGate:
         return self._process(block, stamp_ns)
 
     def _must_wait(self, stamp_ns: int) -> bool:
-        if self.config.echo_mode != 'suppress' or not self._speaking(stamp_ns):
+        if self.config.echo_mode != 'suppress' or not self.playback_tracker.speaking(stamp_ns):
             return False
-        return not self._reference_known(stamp_ns)
+        return not self.playback_tracker.reference_known(stamp_ns)
 
     def _release(self) -> list[Output]:
         out: list[Output] = []
@@ -427,7 +354,7 @@ class VoiceGate:
         c = self.config
         out: list[Output] = []
         self.stats.blocks += 1
-        speaking = self._speaking(stamp_ns)
+        speaking = self.playback_tracker.speaking(stamp_ns)
         info = EchoInfo()
         x = block
         if speaking and c.echo_mode == 'suppress':
@@ -457,7 +384,7 @@ class VoiceGate:
                 # question in the same breath) is kept from `wake_backoff_ms` before it
                 det_ns = stamp_ns + BLOCK_NS - hit.samples_after * 1_000_000_000 // RATE
                 back = self.ring.block_at(det_ns - c.wake_backoff_ms * MS) + 1
-                self._turn = _Turn(tid, 'wake', floor_no=self.ring.next_no,
+                self._turn = _GateTurn(tid, 'wake', floor_no=self.ring.next_no,
                                    deadline_ns=stamp_ns + c.listen_timeout_ms * MS,
                                    wake_ns=det_ns,
                                    wake_floor_no=min(back, self.ring.next_no))
@@ -537,7 +464,7 @@ class VoiceGate:
             if isinstance(self.wake, TranscriptWake) and not self._followup_open(now_ns):
                 phrase = self.wake.phrase
             why = reason or ('followup' if self._followup_open(now_ns) else 'always')
-            turn = _Turn(new_turn_id(), why, floor_no=self.ring.oldest_no)
+            turn = _GateTurn(new_turn_id(), why, floor_no=self.ring.oldest_no)
             self._turn = turn
         turn.in_speech = True
         turn.wake_phrase = phrase
@@ -602,7 +529,7 @@ class VoiceGate:
                                    turn.speech_start_ns, reason=reason))
             # a wake/service turn keeps listening until its deadline
             if turn.reason in ('wake', 'service', 'listen') and now_ns < turn.deadline_ns:
-                self._turn = _Turn(new_turn_id(), turn.reason, floor_no=self.ring.next_no,
+                self._turn = _GateTurn(new_turn_id(), turn.reason, floor_no=self.ring.next_no,
                                    deadline_ns=turn.deadline_ns)
                 return out
         else:
@@ -619,27 +546,11 @@ class VoiceGate:
             return self._discard(stamp_ns, 'no speech after the wake word / listen request')
         return []
 
-    def _reference_known(self, stamp_ns: int) -> bool:
-        """True if the reference timeline covers the echo window of the block at stamp_ns
-        (up to the block's end minus the locked echo delay), or playback has ended."""
-        tl = self.echo.timeline
-        delay_ns = max(0, self.echo.delay) * 1_000_000_000 // RATE
-        need = stamp_ns + BLOCK_NS - delay_ns
-        if not self._playback_open:
-            need = min(need, self._played_end_ns)   # nothing after the end is coming
-        # the echo window: the filter spans two blocks before the delayed block
-        lo = stamp_ns - delay_ns - 2 * BLOCK_NS
-        if any(h_lo < need and h_hi > lo for h_lo, h_hi in self._ref_holes):
-            return False
-        if tl.last_write_ns >= need:
-            return True
-        since = max(tl.last_write_ns, self._stream_start_ns if self._stream_active else 0)
-        return stamp_ns - since > REF_LATE_MAX_NS   # a stalled player: judge
     def _barge(self, prob: float, info: EchoInfo, stamp_ns: int) -> list[Output]:
         c = self.config
         if not c.barge_in or c.echo_mode == 'half_duplex':
             return []
-        if c.echo_mode == 'suppress' and not self._reference_known(stamp_ns):
+        if c.echo_mode == 'suppress' and not self.playback_tracker.reference_known(stamp_ns):
             # The reference of this block's echo has not arrived yet (the player's frames
             # can be processed after the microphone's on a starved machine): the canceller
             # could not remove that echo, so this block can neither confirm nor refute
@@ -651,7 +562,8 @@ class VoiceGate:
             if info.locked:
                 qualifies = info.excess_db >= c.barge_min_excess_db
             else:
-                qualifies = stamp_ns - self._speaking_since_ns >= c.echo_holdoff_ms * MS
+                since = self.playback_tracker.speaking_since_ns
+                qualifies = stamp_ns - since >= c.echo_holdoff_ms * MS
         if qualifies:
             if self._barge_count == 0:
                 self._barge_start_ns = stamp_ns
@@ -665,11 +577,11 @@ class VoiceGate:
             return []
         self._barge_count = 0
         self.stats.barge_ins += 1
-        reply = self._reply_turn
+        reply = self.playback_tracker.reply_turn
         now = stamp_ns + BLOCK_NS
         out: list[Output] = [InterruptOut(reply, now), StampOut(reply, 'interrupt', now)]
         tid = new_turn_id()
-        self._turn = _Turn(tid, 'barge_in', floor_no=self.ring.oldest_no)
+        self._turn = _GateTurn(tid, 'barge_in', floor_no=self.ring.oldest_no)
         lead_ms = (self.echo.timeline.last_write_ns - stamp_ns - BLOCK_NS) / MS
         out.append(ActivityOut(BARGE_IN, tid, now, prob, self._barge_start_ns, reason=(
             f'vad={prob:.2f} echo active={info.active} locked={info.locked} '

@@ -7,10 +7,9 @@ publishes what it returns.
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -21,16 +20,27 @@ from std_srvs.srv import SetBool
 from wallie_audio import config as C
 from wallie_audio import voice_gate as G
 from wallie_audio.echo import EchoCanceller
+from wallie_audio.gate_inbox import (
+    Inbox,
+    Item,
+    ListenRequest,
+    MicBlock,
+    ParamsChanged,
+    PlaybackEnded,
+    PlaybackStarted,
+    PushToTalk,
+    ReferenceFrame,
+    TranscriptIn,
+)
 from wallie_audio.sources import BadFrame, FrameCleaner, Framer
 from wallie_audio.vad import GatedVad, SileroVad, WebRtcPrefilter, silero_model_path
 from wallie_audio.wake import check_wake, make_engine
-from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, frame_to_audio, to_int16_array
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS, UTTERANCE_QOS
-from wallie_common.runtime import Intake, run_node
+from wallie_common.runtime import Intake, main_for
 from wallie_interfaces.action import Listen
 from wallie_interfaces.msg import (
     AudioFrame,
@@ -53,22 +63,26 @@ ACTIVITY = {
 QUEUE_BLOCKS = 200          # ~6 s of 32 ms blocks; older input is dropped (and counted)
 VAD_KEYS = ('vad.webrtc_prefilter', 'vad.webrtc_aggressiveness', 'vad.model_path')
 WAKE_KEYS = ('wake.engine', 'wake.word', 'wake.access_key')
-
-
-def _params(specs) -> tuple[P.Param, ...]:
-    return tuple(P.Param(s.name, s.default, s.description, s.min, s.max, s.choices,
-                         s.read_only, s.reload) for s in specs)
-
-
 MAX_LISTEN_TIMEOUT_S = 600.0   # a listen goal waits at most this long
+REQUEST_WAIT_S = 2.0           # a push-to-talk / listen request waits this long for the worker
+
 
 class VoiceGateNode(StageNode):
-    PARAMS = _params(C.GATE_SPECS)
+    PARAMS = C.GATE_PARAMS
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('voice_gate', **kwargs)
-        self._q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
-        self._active = False
+        self._inbox = Inbox(QUEUE_BLOCKS)
+        self._handlers: dict[type, Callable[[G.VoiceGate, Any], list[G.Output]]] = {
+            MicBlock: self._handle_mic,
+            ReferenceFrame: self._handle_reference,
+            PlaybackStarted: lambda gate, it: gate.playback_started(it.stream_id, it.stamp_ns),
+            PlaybackEnded: lambda gate, it: gate.playback_done(it.stream_id, it.end_ns),
+            TranscriptIn: self._handle_transcript,
+            PushToTalk: self._handle_push_to_talk,
+            ListenRequest: self._handle_listen,
+            ParamsChanged: self._handle_params,
+        }
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self.gate: G.VoiceGate | None = None
@@ -79,11 +93,6 @@ class VoiceGateNode(StageNode):
         self._lock = threading.Lock()
         self._cpu_ns = 0
         self._blocks = 0
-        self._subs: list = []
-        self._pubs: list = []
-        self._ptt_srv = None
-        self._listen: ActionServer | None = None
-        self._intake: Intake | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -96,32 +105,29 @@ class VoiceGateNode(StageNode):
             self.get_logger().error(f'configure failed: {exc}')
             self.diag.error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self._teardown_entities()         # never duplicate entities (configure after error)
         self._mic_cleaner = FrameCleaner()
         self._ref_cleaner = FrameCleaner()
         self._framer = Framer(G.BLOCK)
-        self._drain()
-        self.pub_activity = self.create_publisher(VoiceActivity, 'voice/activity', EVENT_QOS)
-        self.pub_wake = self.create_publisher(WakeWord, 'voice/wake', EVENT_QOS)
-        self.pub_utt = self.create_publisher(UtteranceAudio, 'voice/utterance', UTTERANCE_QOS)
-        self.pub_int = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
-        self._pubs = [self.pub_activity, self.pub_wake, self.pub_utt, self.pub_int]
+        self._inbox.clear()
+        self.pub_activity = self.create_lifecycle_publisher(VoiceActivity, 'voice/activity',
+                                                            EVENT_QOS)
+        self.pub_wake = self.create_lifecycle_publisher(WakeWord, 'voice/wake', EVENT_QOS)
+        self.pub_utt = self.create_lifecycle_publisher(UtteranceAudio, 'voice/utterance',
+                                                       UTTERANCE_QOS)
+        self.pub_int = self.create_lifecycle_publisher(Interrupt, 'interrupt', EVENT_QOS)
         group = ReentrantCallbackGroup()
         # microphone and reference frames (~80/s) on their own light executor thread
-        self._intake = Intake(self)
-        self._intake.subscribe(AudioFrame, 'audio/in', self._on_mic, AUDIO_QOS)
-        self._intake.subscribe(AudioFrame, 'audio/playback', self._on_ref, AUDIO_QOS)
-        self._subs = [
-            self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS),
-            self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback_event,
-                                     EVENT_QOS),
-        ]
-        self._ptt_srv = self.create_service(SetBool, 'push_to_talk', self._on_ptt,
-                                            callback_group=group)
-        self._listen = ActionServer(self, Listen, 'listen', self._execute_listen,
-                                    goal_callback=self._on_listen_goal,
-                                    cancel_callback=lambda g: CancelResponse.ACCEPT,
-                                    callback_group=group)
+        intake = Intake(self)
+        self.destroy_with(intake.close)
+        intake.subscribe(AudioFrame, 'audio/in', self._on_mic, AUDIO_QOS)
+        intake.subscribe(AudioFrame, 'audio/playback', self._on_ref, AUDIO_QOS)
+        self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS)
+        self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback_event,
+                                 EVENT_QOS)
+        self.create_service(SetBool, 'push_to_talk', self._on_ptt, callback_group=group)
+        ActionServer(self, Listen, 'listen', self._execute_listen,
+                     goal_callback=self._on_listen_goal,
+                     cancel_callback=lambda g: CancelResponse.ACCEPT, callback_group=group)
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, args=(self._stop,),
                                         name='voice_gate', daemon=True)
@@ -133,57 +139,24 @@ class VoiceGateNode(StageNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._active = True
+        result = super().on_activate(state)
         self.diag.ok('listening')
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._active = False
+        result = super().on_deactivate(state)
         self.diag.ok('inactive')
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _teardown(self) -> None:
+    def teardown(self) -> None:
         """Stop the worker, destroy every entity on_configure made and drop the engines."""
-        self._active = False
         self._stop.set()
         if self._worker is not None:
             self._worker.join(2.0)
             self._worker = None
-        self._teardown_entities()
-        self._drain()
+        super().teardown()
+        self._inbox.clear()
         self.gate = None
-
-    def _teardown_entities(self) -> None:
-        if self._intake is not None:
-            self._intake.close()
-            self._intake = None
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
-        for p in self._pubs:
-            self.destroy_publisher(p)
-        self._pubs = []
-        if self._listen is not None:
-            self._listen.destroy()
-            self._listen = None
-        if self._ptt_srv is not None:
-            self.destroy_service(self._ptt_srv)
-            self._ptt_srv = None
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                return
 
     def _make_vad(self) -> GatedVad:
         silero = SileroVad(self.params['vad.model_path'] or None)
@@ -208,14 +181,15 @@ class VoiceGateNode(StageNode):
         return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
-        self._put(('params', dict(changed), dict(self.previous_params)), block=True)
+        self._put(ParamsChanged(dict(changed), dict(self.previous_params)))
 
     # -- callbacks: decode + enqueue only ----------------------------------------------
-    def _put(self, item, block: bool = False) -> None:
-        try:
-            self._q.put(item, block=block, timeout=1.0 if block else None)
-        except queue.Full:
-            self.warn_throttled('queue_full', 'voice gate is behind; dropping input')
+    def _put(self, item: Item) -> None:
+        dropped = self._inbox.put(item)
+        if dropped is not None:
+            self.diag.count('dropped_input')
+            self.warn_throttled('queue_full', 'voice gate is behind; dropping the oldest '
+                                f'input ({type(dropped).__name__})')
 
     def _decode(self, msg: AudioFrame, cleaner: FrameCleaner, key: str) -> np.ndarray | None:
         try:
@@ -231,36 +205,36 @@ class VoiceGateNode(StageNode):
         return x
 
     def _on_mic(self, msg: AudioFrame) -> None:
-        if not self._active:
+        if not self.is_active:
             return
         x = self._decode(msg, self._mic_cleaner, 'mic')
         if x is None:
             return
         for block, stamp in self._framer.push(x, timeutil.from_msg(msg.header.stamp)):
-            self._put(('mic', block, stamp))
+            self._put(MicBlock(block, stamp))
 
     def _on_ref(self, msg: AudioFrame) -> None:
-        if not self._active:
+        if not self.is_active:
             return
         x = self._decode(msg, self._ref_cleaner, 'playback')
         if x is not None:
-            self._put(('ref', x, timeutil.from_msg(msg.header.stamp), msg.stream_id,
-                       int(msg.seq)))
+            self._put(ReferenceFrame(x, timeutil.from_msg(msg.header.stamp), msg.stream_id,
+                                     int(msg.seq)))
 
     def _on_playback_event(self, msg: PlaybackEvent) -> None:
         if msg.event == PlaybackEvent.FIRST_AUDIBLE:
-            self._put(('playback_start', msg.turn_id, timeutil.from_msg(msg.header.stamp)))
+            self._put(PlaybackStarted(msg.turn_id, timeutil.from_msg(msg.header.stamp)))
         elif msg.event in (PlaybackEvent.FINISHED, PlaybackEvent.FLUSHED):
             # the reply was audible until first_audible + played_s at least (later if it
             # had gaps, and then its reference stamps say so)
             first = timeutil.from_msg(msg.first_audible)
             end = first + int(msg.played_s * 1e9) if first > 0 else 0
-            self._put(('playback_done', msg.turn_id, end))
+            self._put(PlaybackEnded(msg.turn_id, end))
 
     def _on_transcript(self, msg: Transcript) -> None:
         if msg.is_final or msg.is_early_final:
-            self._put(('transcript', msg.turn_id, msg.text, msg.is_final,
-                       msg.is_early_final, timeutil.from_msg(msg.speech_end)))
+            self._put(TranscriptIn(msg.turn_id, msg.text, msg.is_final, msg.is_early_final,
+                                   timeutil.from_msg(msg.speech_end)))
         with self._lock:
             w = self._listen_waiters.get(msg.turn_id)
             if w is not None:
@@ -271,16 +245,15 @@ class VoiceGateNode(StageNode):
                     w['partial'] = msg.text
 
     def _on_ptt(self, request, response):
-        if not self._active:
+        if not self.is_active:
             response.success = False
             response.message = 'voice gate is not active'
             return response
-        done = threading.Event()
-        box: dict = {}
-        self._put(('ptt', bool(request.data), done, box), block=True)
-        done.wait(2.0)
-        response.success = 'turn_id' in box
-        response.message = box.get('turn_id', 'voice gate busy')
+        item = PushToTalk(bool(request.data))
+        self._put(item)
+        tid = item.reply.wait(REQUEST_WAIT_S)
+        response.success = tid is not None
+        response.message = 'voice gate busy' if tid is None else tid
         return response
 
     def _on_listen_goal(self, goal) -> GoalResponse:
@@ -293,17 +266,15 @@ class VoiceGateNode(StageNode):
 
     def _execute_listen(self, goal_handle):
         result = Listen.Result()
-        if not self._active:
+        if not self.is_active:
             goal_handle.abort()
             result.error_code = Listen.Result.FAILED
             result.error_message = 'voice gate is not active'
             return result
         req = goal_handle.request
-        done = threading.Event()
-        box: dict = {}
-        self._put(('listen', bool(req.require_wake), done, box), block=True)
-        done.wait(2.0)
-        tid = box.get('turn_id', '')
+        item = ListenRequest(bool(req.require_wake))
+        self._put(item)
+        tid = item.reply.wait(REQUEST_WAIT_S) or ''
         waiter = {'done': threading.Event(), 'text': '', 'partial': ''}
         with self._lock:
             self._listen_waiters[tid] = waiter
@@ -311,7 +282,7 @@ class VoiceGateNode(StageNode):
         last_partial = ''
         try:
             while time.monotonic() < deadline:
-                if not self._active:            # deactivated or shutting down
+                if not self.is_active:          # deactivated or shutting down
                     goal_handle.abort()
                     result.error_code = Listen.Result.FAILED
                     result.error_message = 'voice gate stopped'
@@ -344,82 +315,80 @@ class VoiceGateNode(StageNode):
     def _run(self, stop: threading.Event) -> None:
         last_diag = time.monotonic()
         while not stop.is_set():
-            try:
-                item = self._q.get(timeout=0.1)
-            except queue.Empty:
-                continue
+            item = self._inbox.get(timeout=0.1)
             gate = self.gate
-            if gate is None:
+            if item is None or gate is None:
                 continue
             try:
-                self._handle(gate, item)
+                for out in self._handlers[type(item)](gate, item):
+                    self._publish(out)
             except Exception as exc:  # never let one bad item kill the worker
-                self.get_logger().error(f'voice gate error on {item[0]}: {exc!r}')
+                self.get_logger().error(f'voice gate error on {type(item).__name__}: {exc!r}')
                 self.diag.error(f'processing error: {exc}')
             now = time.monotonic()
             if now - last_diag > 1.0:
                 last_diag = now
-                s = gate.stats
-                cpu = self._cpu_ns / max(1, self._blocks) / 1e6
-                self.diag.value('cpu_ms_per_block', f'{cpu:.3f}')
-                self.diag.value('turns', s.turns)
-                self.diag.value('wakes', s.wakes)
-                self.diag.value('barge_ins', s.barge_ins)
-                self.diag.value('complete_endpoints', s.complete_endpoints)
-                self.diag.value('echo_locked', s.echo_locked)
-                self.diag.value('echo_delay_ms', f'{s.echo_delay_ms:.0f}')
-                self.diag.value('echo_erle_db', f'{s.echo_erle_db:.1f}')
-                self.diag.value('barge_held_late_reference', s.barge_held)
-                self.diag.value('ring_s', f'{len(gate.ring) * G.BLOCK / G.RATE:.0f}')
+                self._report(gate)
 
-    def _handle(self, gate: G.VoiceGate, item) -> None:
-        kind = item[0]
-        now = timeutil.now_ns()
-        if kind == 'mic':
-            t0 = time.thread_time_ns()
-            held = gate.stats.barge_held
-            outs = gate.process(item[1], item[2])
-            self._cpu_ns += time.thread_time_ns() - t0
-            self._blocks += 1
-            if gate.stats.barge_held > held:
-                self.warn_throttled('late_reference', 'playback reference arrives after the '
-                                    'microphone audio it echoes in; barge-in is judged only on '
-                                    f'blocks with their reference ({gate.stats.barge_held} '
-                                    'held so far)')
-        elif kind == 'ref':
-            lost = gate.stats.ref_lost_frames
-            outs = gate.playback(item[1], item[2], item[3], item[4])
-            if gate.stats.ref_lost_frames > lost:
-                n = gate.stats.ref_lost_frames - lost
-                self.diag.count('playback.lost_frames', n)
-                self.warn_throttled('ref_lost', f'{n} playback reference frame(s) missing; '
-                                    'barge-in is not judged on their echo')
-        elif kind == 'playback_start':
-            outs = gate.playback_started(item[1], item[2])
-        elif kind == 'playback_done':
-            outs = gate.playback_done(item[1], item[2])
-        elif kind == 'transcript':
-            outs = gate.on_transcript(item[1], item[2], item[3], now, early=item[4],
-                                      speech_end_ns=item[5])
-        elif kind == 'ptt':
-            tid, outs = gate.push_to_talk(item[1], now)
-            item[3]['turn_id'] = tid
-            item[2].set()
-        elif kind == 'listen':
-            if item[1] and gate.needs_wake:
-                tid = G.new_turn_id()    # the next wake word opens the turn
-                outs = []
-            else:
-                tid, outs = gate.open_turn('listen', now)
-            item[3]['turn_id'] = tid
-            item[2].set()
-        elif kind == 'params':
-            outs = []
-            self._apply(gate, item[1], item[2])
+    def _report(self, gate: G.VoiceGate) -> None:
+        s = gate.stats
+        cpu = self._cpu_ns / max(1, self._blocks) / 1e6
+        self.diag.value('cpu_ms_per_block', f'{cpu:.3f}')
+        self.diag.value('turns', s.turns)
+        self.diag.value('wakes', s.wakes)
+        self.diag.value('barge_ins', s.barge_ins)
+        self.diag.value('complete_endpoints', s.complete_endpoints)
+        self.diag.value('echo_locked', s.echo_locked)
+        self.diag.value('echo_delay_ms', f'{s.echo_delay_ms:.0f}')
+        self.diag.value('echo_erle_db', f'{s.echo_erle_db:.1f}')
+        self.diag.value('barge_held_late_reference', s.barge_held)
+        self.diag.value('ring_s', f'{len(gate.ring) * G.BLOCK / G.RATE:.0f}')
+
+    # -- one handler per item kind (worker thread) --------------------------------------
+    def _handle_mic(self, gate: G.VoiceGate, item: MicBlock) -> list[G.Output]:
+        t0 = time.thread_time_ns()
+        held = gate.stats.barge_held
+        outs = gate.process(item.samples, item.stamp_ns)
+        self._cpu_ns += time.thread_time_ns() - t0
+        self._blocks += 1
+        if gate.stats.barge_held > held:
+            self.warn_throttled('late_reference', 'playback reference arrives after the '
+                                'microphone audio it echoes in; barge-in is judged only on '
+                                f'blocks with their reference ({gate.stats.barge_held} '
+                                'held so far)')
+        return outs
+
+    def _handle_reference(self, gate: G.VoiceGate, item: ReferenceFrame) -> list[G.Output]:
+        lost = gate.stats.ref_lost_frames
+        outs = gate.playback(item.samples, item.stamp_ns, item.stream_id, item.seq)
+        if gate.stats.ref_lost_frames > lost:
+            n = gate.stats.ref_lost_frames - lost
+            self.diag.count('playback.lost_frames', n)
+            self.warn_throttled('ref_lost', f'{n} playback reference frame(s) missing; '
+                                'barge-in is not judged on their echo')
+        return outs
+
+    def _handle_transcript(self, gate: G.VoiceGate, item: TranscriptIn) -> list[G.Output]:
+        return gate.on_transcript(item.turn_id, item.text, item.is_final, timeutil.now_ns(),
+                                  early=item.is_early_final, speech_end_ns=item.speech_end_ns)
+
+    def _handle_push_to_talk(self, gate: G.VoiceGate, item: PushToTalk) -> list[G.Output]:
+        tid, outs = gate.push_to_talk(item.on, timeutil.now_ns())
+        item.reply.set(tid)
+        return outs
+
+    def _handle_listen(self, gate: G.VoiceGate, item: ListenRequest) -> list[G.Output]:
+        outs: list[G.Output] = []
+        if item.require_wake and gate.needs_wake:
+            tid = G.new_turn_id()    # the next wake word opens the turn
         else:
-            outs = []
-        for o in outs:
-            self._publish(o)
+            tid, outs = gate.open_turn('listen', timeutil.now_ns())
+        item.reply.set(tid)
+        return outs
+
+    def _handle_params(self, gate: G.VoiceGate, item: ParamsChanged) -> list[G.Output]:
+        self._apply(gate, item.changed, item.previous)
+        return []
 
     def _apply(self, gate: G.VoiceGate, changed: dict, previous: dict) -> None:
         gate.reconfigure(C.gate_config(self.params))
@@ -486,8 +455,7 @@ class VoiceGateNode(StageNode):
             self.publish_stamp(o.turn_id, o.stage, o.stamp_ns)
 
 
-def main(args: list[str] | None = None) -> None:
-    raise SystemExit(run_node(VoiceGateNode, args))
+main = main_for(VoiceGateNode)
 
 
 if __name__ == '__main__':

@@ -37,7 +37,7 @@ class NaivePipeline:
 
     def __init__(self, params: dict[str, dict[str, Any]],
                  echo: Callable[[str], None] = lambda line: None) -> None:
-        from wallie_asr.asr_node import AsrNode
+        from wallie_asr.config import engine_from_params as asr_engine_from_params
         from wallie_asr.engine import WhisperEngine
         from wallie_llm.config import (
             chunker_from_params,
@@ -59,7 +59,7 @@ class NaivePipeline:
         self.gate_params = gate_p
         self._vad: Any = None
         t0 = time.perf_counter()
-        self.asr = WhisperEngine(AsrNode.engine_config(SimpleNamespace(params=asr_p)))
+        self.asr = WhisperEngine(asr_engine_from_params(asr_p))
         self.asr.load()
         echo(f'  naive: ASR loaded ({time.perf_counter() - t0:.1f} s)')
         t0 = time.perf_counter()

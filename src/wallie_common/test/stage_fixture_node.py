@@ -7,7 +7,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from wallie_common import params as P
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS
-from wallie_common.runtime import run_node
+from wallie_common.runtime import main_for
 from wallie_interfaces.msg import AssistantState
 
 
@@ -51,5 +51,4 @@ class FixtureNode(StageNode):
 
 
 if __name__ == '__main__':
-    import sys
-    sys.exit(run_node(FixtureNode))
+    main_for(FixtureNode)()

@@ -1,9 +1,6 @@
-import math
-
 import numpy as np
 import pytest
 
-from wallie_common import params as P
 from wallie_common.conversions import (
     BadAudio,
     audio_to_frame,
@@ -54,15 +51,3 @@ def test_stereo_is_mixed_down():
 def test_int16_field_helpers():
     x = np.arange(-5, 5, dtype=np.int16)
     assert np.array_equal(from_int16_field(to_int16_array(x)), x)
-
-
-@pytest.mark.parametrize('spec, value, ok', [
-    (P.Param('a', 1.0, ''), 2, True),
-    (P.Param('a', 1.0, '', min=0.0, max=1.0), 1.5, False),
-    (P.Param('a', 1.0, ''), math.nan, False),
-    (P.Param('a', 1, ''), True, False),
-    (P.Param('a', 'x', '', choices=('x', 'y')), 'z', False),
-    (P.Param('a', 'x', '', choices=('x', 'y')), 'y', True),
-])
-def test_param_checks(spec, value, ok):
-    assert (spec.check(value) is None) == ok

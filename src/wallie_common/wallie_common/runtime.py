@@ -12,11 +12,11 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import rclpy
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
-from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 
 OFFLINE_ENV = {
@@ -66,14 +66,25 @@ def lower_cpu_priority(nice: int) -> int:
     return now
 
 
-def run_node(factory: Callable[[], object], args: list[str] | None = None,
-             threads: int = 4) -> int:
+def run_node(factory: Callable[[], Any], args: list[str] | None = None, threads: int = 4,
+             *, on_spinning: Callable[[Any], None] | None = None,
+             before_stop: Callable[[Any], None] | None = None,
+             on_hangup: Callable[[Any], None] | None = None,
+             exit_on_spin_error: bool = True) -> int:
     """Create the node, spin it until SIGINT/SIGTERM, then shut down cleanly.
 
     The executor spins on its own thread and blocks until there is work (no polling: an
     idle node uses no CPU between its events); the main thread only waits for the stop
     flag, which a signal sets (a lock wait in the main thread is interrupted by signals,
     a wait inside rcl is not).
+
+    A node with an `autostart` parameter set configures and activates itself first. Hooks,
+    each given the node: `on_spinning` runs once the executor spins, `before_stop` when a
+    stop was asked for, while the executor still spins (e.g. to shut other nodes down over
+    services), and `on_hangup` on its own thread at each SIGHUP (without it, SIGHUP keeps
+    its default action). A callback that raises ends the node with status 1 (a stage is
+    restarted by its supervisor), unless `exit_on_spin_error` is False: then it is logged
+    and the node goes on.
 
     Exit status 0 for a requested stop, however many signals arrive: a Ctrl-C in a terminal
     reaches every process of the group and `ros2 launch` forwards its own SIGINT on top, so
@@ -82,34 +93,54 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
     launch's SIGINT -> SIGTERM escalation (5 s), so launch never has to escalate.
     """
     apply_privacy_env()
-    stop = threading.Event()
+    stop = threading.Event()            # asked to stop (signal, or the spinner failed)
+    hangup = threading.Event()
+    wakeup = threading.Event()          # the main thread looks at the flags at once
+    spin_stop = threading.Event()       # the executor stops only after before_stop
     failure: list[Exception] = []
 
-    def _on_signal(signum, _frame):
-        stop.set()                       # the main thread's wait returns at once
+    def _on_signal(flag: threading.Event) -> Callable[..., None]:
+        def handler(_signum: int, _frame: Any) -> None:
+            flag.set()
+            wakeup.set()
+        return handler
 
     # Before rclpy.init: from here on a signal can never raise KeyboardInterrupt.
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal(stop))
+    signal.signal(signal.SIGTERM, _on_signal(stop))
+    if on_hangup is not None:
+        signal.signal(signal.SIGHUP, _on_signal(hangup))
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = factory()
     executor = MultiThreadedExecutor(num_threads=threads)
     executor.add_node(node)
 
     def _spin_failed(exc: Exception) -> None:
+        if not exit_on_spin_error:
+            node.get_logger().error(f'callback failed: {exc!r}')
+            return
         failure.append(exc)
+        spin_stop.set()
         stop.set()
+        wakeup.set()
 
     spinner = threading.Thread(
-        target=spin_until_stopped, args=(executor, node.context, stop, _spin_failed),
+        target=spin_until_stopped, args=(executor, node.context, spin_stop, _spin_failed),
         kwargs={'timeout_sec': None}, name='executor-spin', daemon=True)
     code = 0
     try:
         if _autostart(node):
             _bring_up(node)
         spinner.start()
-        while not stop.wait(MAIN_WAIT_S) and rclpy.ok():
-            pass
+        if on_spinning is not None:
+            on_spinning(node)
+        while not stop.is_set() and rclpy.ok():
+            wakeup.wait(MAIN_WAIT_S)
+            wakeup.clear()
+            if hangup.is_set() and on_hangup is not None:
+                hangup.clear()
+                threading.Thread(target=on_hangup, args=(node,), name='hangup',
+                                 daemon=True).start()
         if failure:
             raise failure[0]
     except Exception as exc:  # log, then fall through to the orderly teardown
@@ -117,21 +148,25 @@ def run_node(factory: Callable[[], object], args: list[str] | None = None,
         code = 1
     finally:
         watchdog = shutdown_watchdog(node, code)
-        stop.set()
-        # Ends the spinner's blocking wait (a plain wake() does not: the executor waits
-        # again when it finds no work).
-        executor.shutdown(timeout_sec=0)
-        if spinner.is_alive():
-            spinner.join(2.0)
-        _shutdown_lifecycle(node)
-        teardown(node, executor)
-        watchdog.cancel()
-        ignore_stop_signals()
+        try:
+            if before_stop is not None and not failure:
+                before_stop(node)
+        finally:
+            spin_stop.set()
+            # Ends the spinner's blocking wait (a plain wake() does not: the executor
+            # waits again when it finds no work).
+            executor.shutdown(timeout_sec=0)
+            if spinner.is_alive():
+                spinner.join(2.0)
+            _shutdown_lifecycle(node)
+            teardown(node, executor)
+            watchdog.cancel()
+            ignore_stop_signals()
     return code
 
 
-# The main thread's stop-flag wait; signals end it at once, this only bounds how late a
-# context shut down from elsewhere is noticed.
+# The main thread's wait; signals end it at once, this only bounds how late a context shut
+# down from elsewhere is noticed.
 MAIN_WAIT_S = 1.0
 
 
@@ -197,6 +232,8 @@ def _force_exit(node, code: int) -> None:
 
 
 def _autostart(node) -> bool:
+    if not isinstance(node, LifecycleNode):
+        return False            # (the manager's own `autostart` means its stages)
     try:
         return bool(node.get_parameter('autostart').value)
     except Exception:
@@ -223,10 +260,11 @@ def _shutdown_lifecycle(node) -> None:
         pass
 
 
-def main_for(factory: Callable[[], object]) -> Callable[[list[str] | None], None]:
-    """Build a console-script `main` for a node class."""
+def main_for(factory: Callable[[], Any], **hooks: Any) -> Callable[[list[str] | None], None]:
+    """Build the console-script `main` of a node executable: `run_node(factory, args,
+    **hooks)`, exiting with its status."""
     def main(args: list[str] | None = None) -> None:
-        sys.exit(run_node(factory, args))
+        sys.exit(run_node(factory, args, **hooks))
     return main
 
 

@@ -37,7 +37,7 @@ from wallie_common import timeutil
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
-from wallie_common.runtime import lower_cpu_priority
+from wallie_common.runtime import lower_cpu_priority, main_for
 from wallie_interfaces.action import Ask
 from wallie_interfaces.msg import (
     Interrupt,
@@ -258,38 +258,24 @@ class LlmNode(StageNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._teardown()
+        result = super().on_cleanup(state)
         self.diag.warn('unconfigured')
         self.get_logger().info('cleaned up')
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
-        self._teardown()
+        result = super().on_error(state)
         self.diag.error('error; cleaned up')
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def _teardown(self) -> None:
-        self._active = False
+    def teardown(self) -> None:
+        """Stop the jobs and the worker, destroy what on_configure created, then close the
+        engine."""
         self._sched.stop()
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
-        for entity in self._entities:
-            for destroy in (self.destroy_subscription, self.destroy_service,
-                            self.destroy_timer):
-                try:
-                    if destroy(entity):
-                        break
-                except Exception:
-                    continue
+        super().teardown()
+        self._action = None
         self._entities = []
-        if self._reply_pub is not None:
-            self.destroy_lifecycle_publisher(self._reply_pub)
-            self._reply_pub = None
+        self._reply_pub = None
         with self._sched.engine_lock:
             engine, self._engine, self._sched.generator = self._engine, None, None
         if engine is not None:
@@ -521,9 +507,7 @@ class LlmNode(StageNode):
             f'{stats.tokens_per_s:.1f} tok/s')
 
 
-def main(args: list[str] | None = None) -> None:
-    from wallie_common.runtime import main_for
-    main_for(LlmNode)(args)
+main = main_for(LlmNode)
 
 
 if __name__ == '__main__':

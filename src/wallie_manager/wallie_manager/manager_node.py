@@ -19,24 +19,19 @@ out, config reload. What it does with them lives in plain modules:
 
 from __future__ import annotations
 
-import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import SetParametersResult
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -46,13 +41,7 @@ from wallie_common import params as P
 from wallie_common import services, timeutil
 from wallie_common.node_base import DIAGNOSTICS_TOPIC
 from wallie_common.qos import EVENT_QOS, STATE_QOS
-from wallie_common.runtime import (
-    apply_privacy_env,
-    ignore_stop_signals,
-    shutdown_watchdog,
-    spin_until_stopped,
-    teardown,
-)
+from wallie_common.runtime import main_for
 from wallie_interfaces.msg import (
     AssistantState,
     PlaybackEvent,
@@ -196,7 +185,7 @@ class ManagerNode(Node):
         P.declare(self, PARAMS)
         for name, desc in ARRAY_PARAMS.items():
             self.declare_parameter(name, Parameter.Type.STRING_ARRAY,
-                                   P.Param(name, [], desc).descriptor())
+                                   P.descriptor(P.Param(name, [], desc)))
         self.p: dict[str, Any] = P.values(self, PARAMS)
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
@@ -534,61 +523,16 @@ class ManagerNode(Node):
         self._diag_pub.publish(arr)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Shutdown-safe main loop (as wallie_common.runtime) plus SIGHUP = reload config."""
-    apply_privacy_env()
-    stop = threading.Event()
-    reload = threading.Event()
-    wakeup = threading.Event()         # a signal came: the main thread looks at once
-
-    def _on_signal(event: threading.Event) -> Callable[..., None]:
-        def handler(*_: Any) -> None:
-            event.set()
-            wakeup.set()
-        return handler
-    # Before rclpy.init: from here on a signal can never raise KeyboardInterrupt.
-    signal.signal(signal.SIGINT, _on_signal(stop))
-    signal.signal(signal.SIGTERM, _on_signal(stop))
-    signal.signal(signal.SIGHUP, _on_signal(reload))
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = ManagerNode()
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    spin = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
-    code = 0
-    try:
-        spin.start()
-        node.start()
-        while not stop.is_set():
-            wakeup.wait(1.0)
-            wakeup.clear()
-            if reload.is_set():
-                reload.clear()
-                node.get_logger().info('SIGHUP: reloading configuration')
-                threading.Thread(target=node.reload_config, daemon=True).start()
-    except Exception as exc:
-        node.get_logger().fatal(f'unhandled exception: {exc!r}')
-        code = 1
-    finally:
-        watchdog = shutdown_watchdog(node, code)
-        try:
-            node.stop()   # needs the executor still spinning
-        finally:
-            _SPIN_STOP.set()
-            executor.shutdown(timeout_sec=0)      # ends the blocking wait (teardown waits)
-            spin.join(2.0)
-            teardown(node, executor)
-            watchdog.cancel()
-            ignore_stop_signals()
-    sys.exit(code)
+def _reload_on_hangup(node: ManagerNode) -> None:
+    node.get_logger().info('SIGHUP: reloading configuration')
+    node.reload_config()
 
 
-_SPIN_STOP = threading.Event()
-
-
-def _spin(executor, _stop: threading.Event) -> None:
-    # Blocks until there is work (no polling); main() shuts the executor down to stop it.
-    spin_until_stopped(executor, rclpy.get_default_context(), _SPIN_STOP, timeout_sec=None)
+# The manager starts watching once its executor spins, brings the stages down while it
+# still spins, and reloads its configuration on SIGHUP; a failing callback is logged, the
+# stages stay supervised.
+main = main_for(ManagerNode, on_spinning=ManagerNode.start, before_stop=ManagerNode.stop,
+                on_hangup=_reload_on_hangup, exit_on_spin_error=False)
 
 
 if __name__ == '__main__':

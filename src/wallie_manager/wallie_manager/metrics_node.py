@@ -27,7 +27,7 @@ from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.node_base import DIAGNOSTICS_TOPIC, StageNode
 from wallie_common.qos import EVENT_QOS
-from wallie_common.runtime import run_node
+from wallie_common.runtime import main_for
 from wallie_interfaces.msg import (
     PlaybackEvent,
     ReplyChunk,
@@ -575,9 +575,7 @@ def _fmt(value: float) -> str:
     return f'{value:.0f}' if math.isfinite(value) else '?'
 
 
-def main(args: list[str] | None = None) -> None:
-    import sys
-    sys.exit(run_node(MetricsNode, args))
+main = main_for(MetricsNode)
 
 
 if __name__ == '__main__':

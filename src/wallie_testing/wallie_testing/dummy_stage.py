@@ -1,7 +1,7 @@
 """A small real lifecycle stage for the bringup tests (starts in ~0.5 s, no models).
 
 Run it under any stage name: ``python dummy_stage.py --ros-args -r __node:=asr``.
-It is a real wallie_common StageNode run by wallie_common.runtime.run_node, so it has the
+It is a real wallie_common StageNode run by wallie_common.runtime.main_for, so it has the
 parameters, diagnostics heartbeat and shutdown behaviour of the real stages. Extras:
 - every ChangeState it receives is appended (JSON line) to ``dummy.transition_log`` with the
   state it arrived in and whether it was valid there; an invalid *id* still reaches rclpy,
@@ -27,7 +27,7 @@ from std_msgs.msg import String
 from wallie_common import params as P
 from wallie_common.node_base import StageNode
 from wallie_common.qos import STATE_QOS
-from wallie_common.runtime import run_node
+from wallie_common.runtime import main_for
 
 
 class DummyStage(StageNode):
@@ -107,10 +107,9 @@ class DummyStage(StageNode):
         self.diag.value('level', self.params['dummy.level'])
 
 
-def main(args=None) -> int:
-    return run_node(DummyStage, args)
+main = main_for(DummyStage)
 
 
 if __name__ == '__main__':
     sys.path.insert(0, str(Path(__file__).parent))
-    sys.exit(main())
+    main()

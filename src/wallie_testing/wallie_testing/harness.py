@@ -161,12 +161,8 @@ class Probe:
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:
-                if self._stop.is_set():
-                    return
+        from wallie_common.runtime import spin_until_stopped
+        spin_until_stopped(self.executor, self.context, self._stop)
 
     def subscribe(self, topic: str, msg_type, qos=None, raw: bool = False) -> list[Any]:
         """Collect every message on `topic` into the returned (live) list."""

@@ -32,7 +32,7 @@ from wallie_common import timeutil
 from wallie_common.conversions import audio_to_frame
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, REPLY_AUDIO_QOS, describe
-from wallie_common.runtime import run_node
+from wallie_common.runtime import main_for
 from wallie_interfaces.action import Speak
 from wallie_interfaces.msg import AudioFrame, Interrupt, PlaybackEvent, ReplyChunk, StageStamp
 from wallie_tts import clauses
@@ -280,35 +280,21 @@ class TtsNode(StageNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._teardown()
+        result = super().on_cleanup(state)
         self.diag.ok('unconfigured')
         self.get_logger().info('cleaned up')
-        return TransitionCallbackReturn.SUCCESS
+        return result
 
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_error(self, state) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _teardown(self) -> None:
-        self._active = False
+    def teardown(self) -> None:
+        """Cancel the work, stop the worker, destroy what on_configure created, then close
+        the engines."""
         self._cancel_all('shutting down')
         self._queue.stop()     # a reload still running is discarded; the engines are closed
-        for sub in self._subs:
-            self.destroy_subscription(sub)
+        super().teardown()
         self._subs = []
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
-        if self._audio_pub is not None:
-            self.destroy_lifecycle_publisher(self._audio_pub)
-            self._audio_pub = None
-        if self._interrupt_pub is not None:
-            self.destroy_publisher(self._interrupt_pub)
-            self._interrupt_pub = None
+        self._action = None
+        self._audio_pub = None
+        self._interrupt_pub = None
 
     def _show_engine(self, result: LoadResult) -> None:
         """Report the engine in use on /diagnostics (and warn about a fallback)."""
@@ -546,10 +532,7 @@ class TtsNode(StageNode):
 
 
 
-def main(args: Optional[list[str]] = None) -> None:
-    """Console script `tts_node`."""
-    import sys
-    sys.exit(run_node(TtsNode, args))
+main = main_for(TtsNode)
 
 
 if __name__ == '__main__':
