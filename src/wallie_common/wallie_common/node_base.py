@@ -34,6 +34,22 @@ COMMON_PARAMS = (
 )
 
 
+class NodeReports:
+    """Base of a node's adapter for its ROS-free engine's reports (the LLM's scheduler, the
+    TTS's queue): counters go to diagnostics, warnings to the throttled log."""
+
+    def __init__(self, node: 'StageNode') -> None:
+        self.node = node
+
+    def count(self, key: str) -> None:
+        """Count an event on the node's diagnostics."""
+        self.node.diag.count(key)
+
+    def warn(self, key: str, text: str) -> None:
+        """Log a warning at most once per period per key."""
+        self.node.warn_throttled(key, text)
+
+
 class StageNode(LifecycleNode):
     """Lifecycle node with a parameter table, diagnostics and latency stamps.
 

@@ -35,7 +35,7 @@ from std_msgs.msg import String
 from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.model_store import ModelStoreError
-from wallie_common.node_base import StageNode
+from wallie_common.node_base import NodeReports, StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
 from wallie_common.runtime import lower_cpu_priority, main_for
 from wallie_interfaces.action import Ask
@@ -133,11 +133,10 @@ PARAMS = (
 )
 
 
-class _NodeEvents(ReplyEvents):
+class _NodeEvents(NodeReports, ReplyEvents):
     """The scheduler's events as messages, stamps, diagnostics and log lines."""
 
-    def __init__(self, node: LlmNode) -> None:
-        self.node = node
+    node: 'LlmNode'
 
     def chunk(self, job: ReplyJob, index: int, text: str, final: bool, first: bool) -> None:
         node = self.node
@@ -165,11 +164,6 @@ class _NodeEvents(ReplyEvents):
         self.node.get_logger().error(f'turn {job.turn_id}: reply failed: {exc!r}')
         self.node.diag.error(f'reply failed: {exc}')
 
-    def count(self, key: str) -> None:
-        self.node.diag.count(key)
-
-    def warn(self, key: str, text: str) -> None:
-        self.node.warn_throttled(key, text)
 
 
 class LlmNode(StageNode):

@@ -30,7 +30,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.conversions import audio_to_frame
-from wallie_common.node_base import StageNode
+from wallie_common.node_base import NodeReports, StageNode
 from wallie_common.qos import EVENT_QOS, REPLY_AUDIO_QOS, describe
 from wallie_common.runtime import main_for
 from wallie_interfaces.action import Speak
@@ -123,11 +123,13 @@ class SpeakWaiter:
     cancelled: str = ''
 
 
-class _NodeEvents(SynthesisEvents):
+class _NodeEvents(NodeReports, SynthesisEvents):
     """The queue's events as frames, stamps, diagnostics, log lines and speak feedback."""
 
+    node: 'TtsNode'
+
     def __init__(self, node: TtsNode) -> None:
-        self.node = node
+        super().__init__(node)
         self._seq = 0
 
     def frame(self, job: SynthesisJob, stream: SynthesisStream, frame: np.ndarray,
@@ -180,11 +182,6 @@ class _NodeEvents(SynthesisEvents):
         self.node.diag.count('synthesis_errors')
         self.node.diag.warn(f'synthesis failed: {exc}')
 
-    def count(self, key: str) -> None:
-        self.node.diag.count(key)
-
-    def warn(self, key: str, text: str) -> None:
-        self.node.warn_throttled(key, text)
 
 
 class TtsNode(StageNode):
