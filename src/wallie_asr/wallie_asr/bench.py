@@ -33,11 +33,13 @@ S = 1_000_000_000
 
 
 def length_class(clip: Clip) -> str:
+    """The clip's length class by its speech end: short (<2 s), medium (2-3 s) or long (>=3 s)."""
     d = clip.speech_end_s
     return 'short(<2s)' if d < 2.0 else 'medium(2-3s)' if d < 3.0 else 'long(>=3s)'
 
 
 def stats(values: list[float]) -> dict[str, Any]:
+    """n, median, p95 and max of `values`, rounded to 0.1 ({'n': 0} when empty)."""
     if not values:
         return {'n': 0}
     arr = np.asarray(values, dtype=float)
@@ -46,6 +48,9 @@ def stats(values: list[float]) -> dict[str, Any]:
 
 
 class Recorder:
+    """Transcript event callback that keeps every event with its arrival time, and waits for a
+    turn's final."""
+
     def __init__(self) -> None:
         self.events: list[tuple[float, TranscriptEvent]] = []
         self.cv = threading.Condition()
@@ -116,6 +121,7 @@ def run_turn(streamer: TurnStreamer, rec: Recorder, clip: Clip, turn: str,
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the ASR benchmark, print a summary and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--model', default='whisper-tiny.en')
     ap.add_argument('--compute-type', default='auto')

@@ -30,6 +30,9 @@ _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\d+")
 
 @dataclass(frozen=True)
 class ReliabilityConfig:
+    """Thresholds of the reliability rule (see the module docstring); enabled=False answers
+    every transcript with text."""
+
     enabled: bool = True
     min_avg_logprob: float = -0.75
     max_no_speech_prob: float = 0.5

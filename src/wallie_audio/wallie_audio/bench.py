@@ -45,6 +45,7 @@ QUESTIONS = ('what is the capital of france', 'set a timer for ten minutes',
 
 
 def stats(xs) -> dict:
+    """n, median, p95, mean, max and min of `xs` ({'n': 0} when empty)."""
     a = np.asarray(xs, dtype=float)
     if a.size == 0:
         return {'n': 0}
@@ -53,6 +54,8 @@ def stats(xs) -> dict:
 
 
 def feed(gate, audio, t0=T0, cpu=None):
+    """Run `audio` through `gate` in 32 ms blocks from `t0` and return its outputs; each block's
+    CPU ms goes to `cpu` if given."""
     outs = []
     for k in range(audio.shape[0] // 512):
         b = audio[k * 512:(k + 1) * 512]
@@ -64,6 +67,8 @@ def feed(gate, audio, t0=T0, cpu=None):
 
 
 def bench_cpu(repeats: int) -> dict:
+    """Voice gate CPU per 32 ms frame, idle and in a turn, for each VAD and wake gating variant,
+    with the share of frames the wake engine ran."""
     from wallie_audio.vad import WebRtcPrefilter
     scenes = {
         'idle': F.scene([('silence', 10.0)], noise_db=-55),
@@ -92,6 +97,8 @@ def bench_cpu(repeats: int) -> dict:
 
 
 def bench_endpoint() -> dict:
+    """End-of-turn error against the fixtures' known speech end, and the raw VAD lag with the
+    end offset it suggests."""
     errs = []
     lags = []
     rows = []
@@ -124,6 +131,7 @@ def bench_endpoint() -> dict:
 
 
 def bench_wake() -> dict:
+    """Missed and false wakes of openWakeWord hey_jarvis, VAD-gated and always on."""
     oww = OpenWakeWord(['hey_jarvis'])
     vad = SileroVad()
     out: dict = {'engine': 'openwakeword/hey_jarvis'}
@@ -161,6 +169,8 @@ def bench_wake() -> dict:
 
 
 def bench_echo() -> dict:
+    """False barge-ins on echo alone and missed ones on user speech over echo, for several echo
+    delays and gains (with ERLE)."""
     reply = F.synth('The capital of France is Paris. It is a large city with many museums, '
                     'and the river Seine flows through it.') * 0.5
     user = F.synth('stop, what about germany', 'en-us+f3')
@@ -193,6 +203,7 @@ def bench_echo() -> dict:
 
 
 def bench_flush(repeats: int) -> dict:
+    """Player flush latency (ms, interrupt to silent) over `repeats` flushes on a null sink."""
     lat = []
     for _ in range(repeats):
         reports: list = []
@@ -209,6 +220,7 @@ def bench_flush(repeats: int) -> dict:
 
 
 def main(argv=None) -> None:
+    """Run every audio benchmark, print a summary and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--repeats', type=int, default=5)
     ap.add_argument('--out', default='bench-results/wallie_audio_bench.json',

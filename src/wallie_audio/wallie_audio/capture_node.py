@@ -42,6 +42,9 @@ def read_bag_frames(path: str, topic: str = '/audio/in') -> Iterator[tuple[int, 
 
 
 class CaptureNode(StageNode):
+    """The capture lifecycle node: reads the configured source (microphone, file, topic or
+    rosbag) and publishes 16 kHz mono AudioFrames on audio/in."""
+
     PARAMS = C.CAPTURE_PARAMS
 
     def __init__(self, **kwargs: Any) -> None:

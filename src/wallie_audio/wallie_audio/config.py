@@ -136,6 +136,8 @@ PLAYER_PARAMS: tuple[Param, ...] = (
 
 
 def endpoint_config(p: Mapping[str, Any]) -> EndpointConfig:
+    """Build the EndpointConfig from the voice_gate parameter values (neg_threshold capped at
+    the threshold)."""
     th = float(p['vad.threshold'])
     return EndpointConfig(
         threshold=th, neg_threshold=min(float(p['vad.neg_threshold']), th),
@@ -173,5 +175,6 @@ def gate_config(p: Mapping[str, Any]) -> GateConfig:
 
 
 def echo_config(p: Mapping[str, Any]) -> EchoConfig:
+    """Build the EchoConfig from the voice_gate parameter values."""
     return EchoConfig(max_delay_ms=int(p['echo.max_delay_ms']))
 

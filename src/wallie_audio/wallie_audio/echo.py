@@ -110,6 +110,9 @@ def gcc_phat(mic: np.ndarray, ref: np.ndarray, max_lag: int) -> tuple[int, float
 
 @dataclass(frozen=True)
 class EchoConfig:
+    """Settings of the echo canceller: delay search range, filter, step size and
+    delay-estimation cadence."""
+
     max_delay_ms: int = 250         # longest echo path delay searched
     margin: int = 64                # filter taps before the bulk delay (estimation slack)
     mu: float = 0.2                 # NLMS step size
@@ -120,6 +123,9 @@ class EchoConfig:
 
 @dataclass
 class EchoInfo:
+    """What the echo canceller found for one microphone block: delay lock, levels, ERLE and
+    double talk."""
+
     active: bool = False            # reference present around this block
     locked: bool = False            # a delay estimate is trusted
     delay_ms: float = float('nan')

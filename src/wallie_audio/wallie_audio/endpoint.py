@@ -44,6 +44,8 @@ class EndpointConfig:
 
 
 class State(enum.Enum):
+    """Where the endpointer is in an utterance."""
+
     SILENCE = 'silence'
     STARTING = 'starting'
     SPEECH = 'speech'
@@ -51,6 +53,8 @@ class State(enum.Enum):
 
 
 class Kind(enum.Enum):
+    """The kinds of decision the endpointer reports."""
+
     START = 'start'                  # speech confirmed (after the debounce)
     PROBABLY_ENDED = 'probably_ended'
     RESUMED = 'resumed'              # speech again after PROBABLY_ENDED
@@ -60,6 +64,8 @@ class Kind(enum.Enum):
 
 @dataclass(frozen=True)
 class Event:
+    """One endpointer decision, with the utterance's voiced start and end stamps (ns)."""
+
     kind: Kind
     stamp_ns: int                    # when the decision was made (end of the current block)
     speech_start_ns: int             # first voiced sample of the utterance

@@ -16,6 +16,7 @@ VOICES = ('en-us', 'en-gb+m3', 'en-us+f3')
 
 
 def have_espeak() -> bool:
+    """True if espeak-ng is on the PATH (the fixtures are synthesized with it)."""
     return shutil.which('espeak-ng') is not None
 
 
@@ -43,6 +44,8 @@ def trim(x: np.ndarray, floor_db: float = -45.0) -> np.ndarray:
 
 @dataclass
 class Segment:
+    """Where one labelled part (wake word, speech, noise) lies in a Scene, in seconds."""
+
     label: str                       # 'wake' | 'speech' | 'noise'
     start_s: float
     end_s: float
@@ -51,6 +54,8 @@ class Segment:
 
 @dataclass
 class Scene:
+    """Synthesized 16 kHz test audio with the segments it contains."""
+
     audio: np.ndarray
     segments: list[Segment] = field(default_factory=list)
 

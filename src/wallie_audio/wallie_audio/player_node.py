@@ -24,6 +24,9 @@ EVENTS = {'first_audible': PlaybackEvent.FIRST_AUDIBLE, 'finished': PlaybackEven
 
 
 class PlayerNode(StageNode):
+    """The player lifecycle node: plays the reply audio of audio/out through a sink, flushes it
+    on interrupt, and publishes the playback reference (audio/playback) and PlaybackEvents."""
+
     PARAMS = C.PLAYER_PARAMS
 
     def __init__(self, **kwargs: Any) -> None:

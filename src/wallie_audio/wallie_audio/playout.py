@@ -21,6 +21,8 @@ REF_RATE = 16000
 
 @dataclass
 class PlayoutStream:
+    """Bookkeeping of one reply stream: samples queued and played, segment ends."""
+
     stream_id: str
     first_audible_ns: int = 0
     queued: int = 0                  # samples queued (at the sink rate)
@@ -32,6 +34,9 @@ class PlayoutStream:
 
 @dataclass(frozen=True)
 class Report:
+    """A stream's playback event (first_audible, finished, flushed) and how much of it was
+    heard."""
+
     stream_id: str
     event: str                       # first_audible | finished | flushed
     stamp_ns: int
@@ -47,6 +52,9 @@ RefCallback = Callable[[str, np.ndarray, int], None]   # stream, 16 kHz block, a
 
 
 class Playout:
+    """Plays queued reply audio through `sink` in `block_ms` blocks on its own thread; reports
+    through `on_report` and `on_reference`."""
+
     def __init__(self, sink: Sink, block_ms: int = 20, stream_timeout_s: float = 3.0,
                  on_report: Callback | None = None, on_reference: RefCallback | None = None,
                  max_queue_s: float = 120.0) -> None:

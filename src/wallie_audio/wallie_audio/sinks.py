@@ -17,6 +17,9 @@ NS = 1_000_000_000
 
 
 class Sink(Protocol):
+    """What the player plays through: takes blocks in real time and says when each becomes
+    audible."""
+
     rate: int
     latency_s: float
 
@@ -157,6 +160,8 @@ class DeviceSink:
 
 def make_sink(kind: str, device: str = '', path: str = '', rate: int = 16000,
               latency_s: float = 0.0, realtime: bool = True) -> Sink:
+    """Open the sink named by the player's `sink` parameter (device, file or null); ValueError
+    for an unknown kind or a file sink without a path."""
     if kind == 'null':
         return NullSink(rate or 16000, latency_s, realtime)
     if kind == 'file':

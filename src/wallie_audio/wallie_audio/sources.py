@@ -132,6 +132,7 @@ class Framer:
 
 
 def frame_samples(frame_ms: int, rate: int = RATE) -> int:
+    """Samples in one frame of `frame_ms` at `rate`; ValueError outside 10..32 ms."""
     if not 10 <= frame_ms <= 32:
         raise ValueError(f'frame_ms={frame_ms}: must be 10..32 ms')
     return int(rate * frame_ms / 1000)

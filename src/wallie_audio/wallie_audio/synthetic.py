@@ -221,6 +221,7 @@ def speech_bounds(x: np.ndarray, threshold: float) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- noise
 def white(n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` samples of white Gaussian noise, unit variance."""
     return rng.standard_normal(n)
 
 

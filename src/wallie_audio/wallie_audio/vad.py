@@ -14,6 +14,9 @@ CONTEXT = 64                # ... plus the last 64 samples of the previous call
 
 
 class Vad(Protocol):
+    """What the voice gate needs of a VAD: a speech probability per block, and a reset of the
+    state it keeps between blocks."""
+
     def prob(self, block: np.ndarray) -> float:
         """Speech probability [0, 1] of one float32 block of BLOCK samples."""
         ...

@@ -38,6 +38,8 @@ BARGE_IN = 'barge_in'
 
 @dataclass(frozen=True)
 class GateConfig:
+    """Settings of the voice gate (built from the node's parameters by `config.gate_config`)."""
+
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     pre_roll_ms: int = 300           # audio before the speech start sent with the first piece
     piece_ms: int = 160              # utterance audio is streamed in pieces of this length
@@ -73,6 +75,8 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class ActivityOut:
+    """A voice activity event of turn `turn_id`; `kind` is one of the event names above."""
+
     kind: str
     turn_id: str
     stamp_ns: int
@@ -84,6 +88,8 @@ class ActivityOut:
 
 @dataclass(frozen=True)
 class WakeOut:
+    """A wake opening turn `turn_id`: acoustic, a transcript match, or a service/action request."""
+
     keyword: str
     engine: str
     score: float
@@ -93,6 +99,9 @@ class WakeOut:
 
 @dataclass(frozen=True)
 class PieceOut:
+    """A piece of a turn's audio (int16 mono) for ASR; the last one is final (and discarded if
+    the turn was dropped)."""
+
     turn_id: str
     seq: int
     samples: np.ndarray              # int16 mono
@@ -106,6 +115,8 @@ class PieceOut:
 
 @dataclass(frozen=True)
 class InterruptOut:
+    """A request to stop the reply `turn_id` (barge-in or a new wake word)."""
+
     turn_id: str                     # the reply being interrupted ('' = whatever is current)
     stamp_ns: int
     reason: str = 'barge_in'         # barge_in | new_wake
@@ -113,6 +124,8 @@ class InterruptOut:
 
 @dataclass(frozen=True)
 class StampOut:
+    """A latency stamp: turn `turn_id` reached `stage` at `stamp_ns`."""
+
     turn_id: str
     stage: str                       # StageStamp constant value
     stamp_ns: int
@@ -122,6 +135,7 @@ Output = Union[ActivityOut, WakeOut, PieceOut, InterruptOut, StampOut]
 
 
 def new_turn_id() -> str:
+    """A new random turn id (12 hex digits)."""
     return uuid.uuid4().hex[:12]
 
 
@@ -142,6 +156,9 @@ class _GateTurn:
 
 @dataclass
 class GateStats:
+    """Counters and echo state of the voice gate since it was built (the node reports them in
+    diagnostics)."""
+
     blocks: int = 0
     speech_blocks: int = 0
     wakes: int = 0

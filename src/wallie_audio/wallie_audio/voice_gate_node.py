@@ -68,6 +68,10 @@ REQUEST_WAIT_S = 2.0           # a push-to-talk / listen request waits this long
 
 
 class VoiceGateNode(StageNode):
+    """The voice_gate lifecycle node: one worker thread feeds microphone audio, the playback
+    reference and transcripts to the VoiceGate engine and publishes its voice activity, wake
+    words, utterance audio and interrupts."""
+
     PARAMS = C.GATE_PARAMS
 
     def __init__(self, **kwargs: Any) -> None:

@@ -19,6 +19,8 @@ WAKE_WORD_DIR = Path('~/.wallie_voice_bot/wake_words').expanduser()
 
 @dataclass(frozen=True)
 class WakeHit:
+    """A wake word detection: the keyword, its score and the engine that found it."""
+
     keyword: str
     score: float
     engine: str
@@ -28,6 +30,9 @@ class WakeHit:
 
 
 class WakeEngine(Protocol):
+    """What the voice gate needs of a wake word engine: a detection or None per block, and a
+    reset."""
+
     name: str
     acoustic: bool           # False: the engine never fires on audio (transcript, none)
 
@@ -158,6 +163,8 @@ PHRASE_VARIANTS = {
 
 
 def phrase_variants(phrase: str) -> tuple[str, ...]:
+    """The normalised wake phrase and the spellings ASR gives for it (PHRASE_VARIANTS, keeping a
+    leading "hey")."""
     p = _normalise(phrase)
     extra = PHRASE_VARIANTS.get(p.replace('hey ', ''), ())
     prefix = 'hey ' if p.startswith('hey ') else ''

@@ -42,6 +42,8 @@ def _stats(xs) -> dict:
 
 
 def positives(voices: tuple[str, ...], seed: int) -> list[D.Clip]:
+    """Wake clips of each voice: each wake phrase then a question (in one breath or after a
+    pause), 1 m and 3 m away, with noise at 5-20 dB SNR."""
     out = []
     snrs = (5.0, 10.0, 15.0, 20.0)
     kinds = ('pink', 'babble', 'music', 'white', 'hum')
@@ -101,6 +103,8 @@ def negatives(minutes: float, voices: tuple[str, ...], seed: int,
 
 
 def homophones(voices: tuple[str, ...], seed: int) -> list[D.Clip]:
+    """One clip per voice of the homophone "Wally" followed by a question, 1 m away in pink
+    noise."""
     out = []
     for i, voice in enumerate(voices):
         w = D.HOMOPHONES[0]
@@ -183,11 +187,14 @@ def _cached(path: Path | None, build):
 
 
 def make_engine(args):
+    """The wake engine named by the command-line arguments."""
     from wallie_audio.wake import make_engine as mk
     return mk(args.engine, args.word, args.sensitivity)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the wake word benchmark, print a summary and write the JSON results; return the exit
+    status (2 if a synthesizer is missing)."""
     ap = argparse.ArgumentParser(prog='python -m wallie_audio.wake_bench', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--engine', default='embedding')

@@ -169,6 +169,8 @@ def sentences(n: int, seed: int, questions: tuple[str, ...] = QUESTIONS) -> list
 
 
 def near_texts(seed: int, n: int, questions: tuple[str, ...] = QUESTIONS) -> list[str]:
+    """`n` texts (seeded) that put a word sounding close to "Wallie" in a carrier sentence, some
+    with a question."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
@@ -261,6 +263,7 @@ NOISES = ('white', 'pink', 'babble', 'music', 'hum')
 
 
 def noise(kind: str, n: int, rng: np.random.Generator, heldout: bool = False) -> np.ndarray:
+    """`n` samples of noise of `kind`: white, pink, babble, music or hum."""
     if kind in ('white', 'pink'):
         return S.NOISES[kind](n, rng)
     if kind == 'babble':
@@ -288,6 +291,9 @@ def add_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator,
 
 @dataclass
 class Clip:
+    """Synthetic 16 kHz audio with the sample indices where each wake phrase in it starts and
+    ends."""
+
     audio: np.ndarray                          # float32 16 kHz
     wake_ends: list[int] = field(default_factory=list)   # sample index where a wake ends
     wake_starts: list[int] = field(default_factory=list)
@@ -324,11 +330,13 @@ def wake_clip(phrase: str, voice: str, question: str | None, gap_s: float, speed
 
 def speech_clip(text: str, voice: str, speed: float, seed: int, kind: str = 'speech',
                 lead_s: float = 0.3, tail_s: float = 0.3) -> Clip:
+    """A clip of `text` spoken by `voice`, with silence before and after and no wake phrase."""
     x = np.concatenate([_silence(lead_s), synth(text, voice, speed, seed), _silence(tail_s)])
     return Clip(x, [], [], text, voice, kind)
 
 
 def noise_clip(kind: str, seconds: float, seed: int, heldout: bool = False) -> Clip:
+    """A clip of `seconds` of noise of `kind`, peak-normalised to 0.15."""
     rng = np.random.default_rng(seed)
     x = noise(kind, int(seconds * RATE), rng, heldout)
     x = x * (0.15 / (float(np.max(np.abs(x))) or 1.0))

@@ -65,6 +65,8 @@ def _conditions(rng: np.random.Generator) -> tuple[float | None, str | None, flo
 
 def positive_clip(i: int, phrases: Sequence[str], voices: Sequence[str],
                   seed: int) -> D.Clip:
+    """Training positive `i` (seeded): a wake phrase, sometimes after a sentence or before a
+    question, in a random voice, room and noise."""
     rng = S.rng_for('pos', seed, i)
     voice = 'piper:joe' if rng.random() < 0.15 and 'piper:joe' in voices else _pick(rng, voices)
     speed = float(_pick(rng, (0.85, 1.0, 1.15)))
@@ -78,6 +80,8 @@ def positive_clip(i: int, phrases: Sequence[str], voices: Sequence[str],
 
 
 def negative_clip(i: int, voices: Sequence[str], seed: int) -> D.Clip:
+    """Training negative `i` (seeded): sentences, a word that sounds close, or
+    music/babble/noise, in a random voice, room and noise."""
     rng = S.rng_for('neg', seed, i)
     r = rng.random()
     voice = 'piper:joe' if rng.random() < 0.15 and 'piper:joe' in voices else _pick(rng, voices)
@@ -130,6 +134,8 @@ def _worker(job: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 
 def collect(jobs: list[tuple], workers: int, log: Callable[[str], None]) -> tuple:
+    """Generate the clips of `jobs` (on `workers` processes) and return their classifier windows
+    and labels, concatenated."""
     Xs, ys = [], []
     t0 = time.monotonic()
     results: Iterable[tuple[np.ndarray, np.ndarray]]
@@ -194,6 +200,8 @@ def train(word: str, n_pos: int, n_neg: int, seed: int, workers: int,
           front_dir: Path, log: Callable[[str], None] = print,
           cache: Path | None = None, hidden: tuple[int, ...] = (64,),
           alpha: float = 1e-2, max_iter: int = 25) -> Classifier:
+    """Generate training and validation clips for `word` (or load them from `cache`) and fit its
+    classifier."""
     phrases = (D.WAKE_PHRASES if slug(word) == 'wallie'
                else (word, f'hey {word}') if not word.lower().startswith('hey ') else (word,))
     voices = D.train_voices()
@@ -321,6 +329,8 @@ def enroll_recordings(word: str, recordings: Sequence[np.ndarray],
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train a wake word model from the command line and save it; return the exit status (2 if a
+    synthesizer is missing)."""
     ap = argparse.ArgumentParser(prog='python -m wallie_audio.wake_train', description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--word', default='wallie')
