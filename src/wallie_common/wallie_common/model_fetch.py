@@ -55,6 +55,9 @@ _TMP_SUFFIX = '.wallie-tmp'
 
 @dataclasses.dataclass(frozen=True)
 class FetchResult:
+    """What `fetch` did for one model: fetched (with bytes and seconds) or skipped as already
+    present."""
+
     model_id: str
     path: Path
     action: str  # 'fetched' | 'skipped'

@@ -89,6 +89,9 @@ class Problem:
 
 @dataclasses.dataclass(frozen=True)
 class ModelStatus:
+    """A model's state in the store by the size check: present, missing or incomplete, with the
+    problems found."""
+
     spec: ModelSpec
     path: Path
     state: str  # 'present' | 'missing' | 'incomplete' (size check only)

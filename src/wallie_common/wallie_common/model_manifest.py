@@ -114,6 +114,9 @@ class OnlineSource:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+    """One model of the manifest: its role, files, the file a consumer loads, its license and
+    its sources."""
+
     id: str
     description: str
     role: str
@@ -135,6 +138,8 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
+    """Every model of models.yaml, looked up by id."""
+
     models: tuple[ModelSpec, ...]
     path: Path
 

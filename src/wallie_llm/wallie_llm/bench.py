@@ -51,6 +51,7 @@ TARGET_FIRST_CHUNK_MS = 250.0
 
 
 def stats(values: list[float]) -> dict[str, Any]:
+    """n, median, p95 and max of `values`, NaNs left out, rounded to 0.1 ({'n': 0} when none)."""
     vals = [v for v in values if v == v]
     if not vals:
         return {'n': 0}
@@ -60,11 +61,14 @@ def stats(values: list[float]) -> dict[str, Any]:
 
 
 def ms(a_ns: int, b_ns: int) -> float:
+    """Milliseconds from `a_ns` to `b_ns`; NaN if either stamp is unset (0)."""
     return (b_ns - a_ns) / 1e6 if a_ns and b_ns else float('nan')
 
 
 # ------------------------------------------------------------------------- engine mode
 def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
+    """Engine mode: latencies and token counts of ReplyGenerator on the real model, warm and
+    cold prefix, and the speculative start they imply."""
     cfg = EngineConfig(model=args.model, threads=args.threads,
                        context_tokens=args.context_tokens)
     t0 = time.perf_counter()
@@ -123,6 +127,8 @@ def bench_engine(args: argparse.Namespace) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------- graph mode
 def bench_graph(args: argparse.Namespace) -> dict[str, Any]:
+    """Graph mode: transcript published to first ReplyChunk received from a real llm_node
+    process, with and without an early final."""
     from wallie_interfaces.msg import ReplyChunk, Transcript
     from wallie_interfaces.srv import ResetConversation
     from wallie_testing.harness import NodeProcess, Probe, configure_ros_env
@@ -189,6 +195,7 @@ def bench_graph(args: argparse.Namespace) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------- main
 def print_table(title: str, metrics: dict[str, dict[str, Any]]) -> None:
+    """Print n, median, p95 and max of each metric under `title`."""
     print(f'\n{title}')
     print(f'{"metric":58s} {"n":>4s} {"median":>9s} {"p95":>9s} {"max":>9s}')
     for name, s in metrics.items():
@@ -197,6 +204,7 @@ def print_table(title: str, metrics: dict[str, dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the LLM benchmark in the chosen mode(s), print the tables and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--mode', choices=('engine', 'graph', 'both'), default='both')

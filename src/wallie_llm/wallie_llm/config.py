@@ -96,6 +96,7 @@ def engine_from_params(p: Mapping[str, Any]) -> EngineConfig:
 
 
 def generation_from_params(p: Mapping[str, Any]) -> GenerationConfig:
+    """Build the GenerationConfig from the node's parameter dict."""
     return GenerationConfig(
         max_tokens=int(p.get('llm.max_tokens', 96)),
         temperature=float(p.get('llm.temperature', 0.2)),
@@ -106,6 +107,7 @@ def generation_from_params(p: Mapping[str, Any]) -> GenerationConfig:
 
 
 def chunker_from_params(p: Mapping[str, Any]) -> ChunkerConfig:
+    """Build the ChunkerConfig from the node's parameter dict."""
     return ChunkerConfig(
         first_min_words=int(p.get('llm.chunk.first_min_words', 2)),
         first_max_words=int(p.get('llm.chunk.first_max_words', 3)),
@@ -114,6 +116,8 @@ def chunker_from_params(p: Mapping[str, Any]) -> ChunkerConfig:
 
 
 def memory_from_params(p: Mapping[str, Any]) -> MemoryConfig:
+    """Build the MemoryConfig from the node's parameter dict (the system prompt by
+    `load_system_prompt`)."""
     return MemoryConfig(
         system_prompt=load_system_prompt(str(p.get('llm.system_prompt', '')),
                                          str(p.get('llm.system_prompt_file', ''))),
@@ -125,6 +129,7 @@ def memory_from_params(p: Mapping[str, Any]) -> MemoryConfig:
 
 
 def scheduler_from_params(p: Mapping[str, Any]) -> SchedulerConfig:
+    """Build the SchedulerConfig from the node's parameter dict."""
     return SchedulerConfig(
         speculative=bool(p.get('llm.speculative', True)),
         speculative_partials=bool(p.get('llm.speculative_partials', True)),

@@ -140,6 +140,7 @@ def year_to_words(n: int) -> str:
 
 
 def ordinal_to_words(n: int) -> str:
+    """3 -> 'third', 21 -> 'twenty-first', 100 -> 'one hundredth'."""
     words = number_to_words(n)
     head, _, last = words.rpartition(' ')
     sep = ' ' if head else ''

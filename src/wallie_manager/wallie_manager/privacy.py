@@ -55,18 +55,22 @@ def home_dir(explicit: str | os.PathLike | None = None,
 
 
 def logs_dir(home: Path) -> Path:
+    """The directory of Wallie's log files under `home`."""
     return home / 'logs'
 
 
 def log_file(home: Path) -> Path:
+    """Wallie's JSONL log file under `home`."""
     return logs_dir(home) / LOG_FILE_NAME
 
 
 def archive_dir(home: Path) -> Path:
+    """The transcript archive directory under `home`."""
     return home / 'archive'
 
 
 def config_file(home: Path) -> Path:
+    """The user's config.toml under `home`."""
     return home / CONFIG_FILE_NAME
 
 

@@ -153,6 +153,8 @@ def _print(title: str, res: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the TTS benchmark (in-process, optionally through a tts_node process), print the
+    tables and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--engine', default='piper', choices=['piper', 'espeak', 'xtts'])
     ap.add_argument('--repeats', type=int, default=5)
