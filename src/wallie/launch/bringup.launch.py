@@ -9,6 +9,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 
 
 def generate_launch_description():
+    """Include wallie_bringup's bringup.launch.py."""
     share = get_package_share_directory('wallie_bringup')
     path = os.path.join(share, 'launch', 'bringup.launch.py')
     return LaunchDescription([IncludeLaunchDescription(PythonLaunchDescriptionSource(path))])

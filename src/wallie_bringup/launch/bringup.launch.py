@@ -85,6 +85,7 @@ def _setup(context):
 
 
 def generate_launch_description():
+    """Declare the launch arguments; the nodes are built from them when the launch runs."""
     args = [DeclareLaunchArgument(name, default_value=default, description=desc)
             for name, default, desc in ARGUMENTS]
     return LaunchDescription(args + [OpaqueFunction(function=_setup)])

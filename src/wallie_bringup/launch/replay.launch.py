@@ -49,6 +49,7 @@ def play_command(context) -> list[str]:
 
 
 def generate_launch_description():
+    """Bring up the graph without capture; given a bag, wait for ready, then play it."""
     bag = LaunchConfiguration('bag')
     have_bag = PythonExpression(["'", bag, "' != ''"])
     args = [

@@ -44,6 +44,7 @@ class Prepared:
 
 
 def runs_root(environ: dict[str, str] | None = None) -> Path:
+    """Where the run directories of `wallie up` go: <Wallie home>/run."""
     env = os.environ if environ is None else environ
     return wconfig.home_dir(env) / 'run'
 
@@ -160,6 +161,8 @@ def launch_plan_for(profile: str = '', params_file: str = '', config_file: str =
 
 
 def entry_module(executable: str) -> str | None:
+    """The module of console script `executable`, or None if no installed distribution declares
+    it."""
     from importlib import metadata
     for ep in metadata.entry_points(group='console_scripts'):
         if ep.name == executable:
@@ -168,6 +171,7 @@ def entry_module(executable: str) -> str | None:
 
 
 def module_exists(module: str) -> bool:
+    """True if `module` can be imported (found without importing it)."""
     import importlib.util
     try:
         return importlib.util.find_spec(module) is not None

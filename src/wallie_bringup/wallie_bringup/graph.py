@@ -163,6 +163,7 @@ def shutdown_order(nodes: Sequence[NodeSpec] = NODES) -> tuple[NodeSpec, ...]:
 
 
 def by_name(nodes: Sequence[NodeSpec] = NODES) -> dict[str, NodeSpec]:
+    """The node specs keyed by node name."""
     return {n.name: n for n in nodes}
 
 
@@ -242,11 +243,13 @@ def _param_literal(value: Any) -> str:
 
 
 def normalize_namespace(namespace: str) -> str:
+    """`namespace` as an absolute ROS namespace ('' -> '/', 'robot1/' -> '/robot1')."""
     ns = '/' + namespace.strip().strip('/')
     return ns
 
 
 def fq_name(name: str, namespace: str = '') -> str:
+    """The fully qualified name of node `name` in `namespace` ('/name' or '/ns/name')."""
     ns = normalize_namespace(namespace)
     return f'/{name}' if ns == '/' else f'{ns}/{name}'
 

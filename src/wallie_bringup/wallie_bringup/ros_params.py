@@ -42,6 +42,8 @@ def config_dir() -> Path:
 
 
 def profile_path(profile: str) -> Path:
+    """The YAML file of parameter profile `profile`; ConfigError naming the available ones if
+    there is none."""
     path = config_dir() / f'{profile}.yaml'
     if not path.is_file():
         available = sorted(p.stem for p in config_dir().glob('*.yaml') if p.stem != 'defaults')
@@ -90,6 +92,8 @@ def parse_ros_params(data: Any, where: str) -> Params:
 
 
 def load_params_file(path: str | os.PathLike) -> Params:
+    """Read a ROS parameter file as {node: {dotted.param: value}}; ConfigError if it is missing
+    or not valid YAML."""
     path = Path(path).expanduser()
     try:
         data = yaml.safe_load(path.read_text())
@@ -119,6 +123,8 @@ def to_ros_yaml(params: Params) -> dict[str, Any]:
 
 
 def write_params_file(params: Params, path: str | os.PathLike) -> Path:
+    """Write `params` as a private (0600) ROS parameter file, atomically, with a header on where
+    the values come from."""
     path = Path(path)
     header = ('# Merged Wallie parameters for this run (generated; edit config.toml or the\n'
               '# profile YAML instead). Precedence: defaults < profile < config.toml < '
@@ -133,6 +139,7 @@ def write_params_file(params: Params, path: str | os.PathLike) -> Path:
 
 
 def merge(*layers: Params) -> Params:
+    """The layers merged node by node; a later layer wins."""
     out: Params = {}
     for layer in layers:
         for node, values in layer.items():

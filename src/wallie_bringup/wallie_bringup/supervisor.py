@@ -290,6 +290,7 @@ def _kill_group(pgid: int, sig: int) -> None:
 
 
 def describe_exit(code: int | None) -> str:
+    """A process exit status in words: exit code, killing signal, or still running (None)."""
     if code is None:
         return 'still running'
     if code < 0:

@@ -119,11 +119,13 @@ RUN_KEYS: dict[str, tuple[type, str, Any]] = {
 
 # -- locations ------------------------------------------------------------------------------
 def home_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Wallie's home: $WALLIE_HOME, else ~/.wallie_voice_bot."""
     env = os.environ if environ is None else environ
     return Path(env.get(HOME_ENV) or DEFAULT_HOME).expanduser()
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The config.toml to read: $WALLIE_CONFIG, else config.toml in Wallie's home."""
     env = os.environ if environ is None else environ
     explicit = env.get(CONFIG_ENV)
     return Path(explicit).expanduser() if explicit else home_dir(env) / 'config.toml'
@@ -163,6 +165,8 @@ def coerce(value: Any, typ: type, what: str) -> Any:
 
 
 def keys_to_params(values: Mapping[str, Any], where: str) -> Params:
+    """Brief key values (checked and converted to their types) as the ROS parameters they set;
+    `where` names their source in errors."""
     out: Params = {}
     for key, value in values.items():
         spec = KEYS_BY_NAME[key]

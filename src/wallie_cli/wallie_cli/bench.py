@@ -104,6 +104,8 @@ def run_live(fixtures: list[dict[str, Any]], repeats: int, options: e2e.GraphOpt
 
 
 def live_row(f: dict[str, Any], rep: int, res: TurnResult) -> dict[str, Any]:
+    """The JSON row of one live turn: transcript, reply, fact check, latencies, timeline and
+    stamps."""
     lat = res.latencies()
     return {
         'fixture': f['name'], 'repeat': rep, 'turn_id': res.turn_id,
@@ -123,6 +125,8 @@ def live_row(f: dict[str, Any], rep: int, res: TurnResult) -> dict[str, Any]:
 
 
 def progress_line(row: dict[str, Any]) -> str:
+    """One line of progress for a live turn: end-to-end and stage latencies, fact check and the
+    start of the reply."""
     lat = row['latency_ms']
 
     def ms(key: str) -> str:
@@ -146,6 +150,7 @@ def _load() -> list[float]:
 
 # ---------------------------------------------------------------------------- main
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The `wallie bench` arguments, added to `parser` if given (else a new parser)."""
     p = parser or argparse.ArgumentParser(prog='wallie bench', description=__doc__,
                                           formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--fixtures', metavar='DIR', default=None,
@@ -175,6 +180,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the bench, print the table and write bench.json and bench.png; return 1 if the graph
+    failed or answered no turn, 2 for bad arguments."""
     from rich.console import Console
 
     from wallie_bringup import config as wconfig
@@ -253,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m wallie_cli.bench`."""
     from wallie_common.runtime import apply_privacy_env
     apply_privacy_env()
     return run(build_parser().parse_args(argv))

@@ -102,6 +102,7 @@ class Run:
 
 
 def stats(values: list[float]) -> dict:
+    """n, median, p95, max and min of `values` ({} when empty)."""
     if not values:
         return {}
     vs = sorted(values)
@@ -111,6 +112,8 @@ def stats(values: list[float]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the bring-up benchmark: start-ups to ready, then kill -9 of each stage; print the
+    table and write the JSON results."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--runs', type=int, default=4, help='warm start-ups (default 4)')

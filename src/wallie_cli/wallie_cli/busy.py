@@ -190,6 +190,8 @@ def engine_table(model: str, repeats: int, cores: float,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m wallie_cli.busy`: print `engine_table` for the chosen model and
+    load."""
     import argparse
     p = argparse.ArgumentParser(prog='python -m wallie_cli.busy', description=engine_table.__doc__)
     p.add_argument('--model', default='qwen2.5-0.5b-instruct')

@@ -16,6 +16,8 @@ from wallie_cli import commands
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `wallie` parser, with the sub-command of every module in wallie_cli.commands that has
+    `register`."""
     parser = argparse.ArgumentParser(
         prog='wallie', description='Wallie: offline, privacy-first voice assistant on ROS 2.')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
@@ -28,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of `wallie`: run the chosen sub-command and return its exit code (2 without
+    one, 130 on Ctrl-C)."""
     from wallie_common.runtime import apply_privacy_env
     apply_privacy_env()
     parser = build_parser()

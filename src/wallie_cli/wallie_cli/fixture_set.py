@@ -21,6 +21,7 @@ _WORD = re.compile(r"[a-z0-9']+")
 
 
 def words(text: str) -> list[str]:
+    """The lowercase words of `text` (letters, digits and apostrophes)."""
     return _WORD.findall(text.lower())
 
 
@@ -79,4 +80,5 @@ def temp_home() -> Path:
 
 
 def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a directory tree, ignoring errors."""
     shutil.rmtree(path, ignore_errors=True)

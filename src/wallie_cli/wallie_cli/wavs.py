@@ -163,6 +163,7 @@ class WavTail:
 
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, rate: int) -> Path:
+    """Write float samples as a 16-bit WAV (creating its directory); return its absolute path."""
     import soundfile as sf
     path = Path(path).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ with -v. Exit status: 0 answered, 1 no answer or the graph failed, 2 bad argumen
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie ask` sub-command to `subparsers`."""
     from wallie_cli.commands.demo import add_graph_args
     p = subparsers.add_parser('ask', help='one spoken turn headless; prints JSON',
                               description=HELP,
@@ -30,6 +31,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ask the graph the question in args.wav and print the turn as JSON; return 0 if it was
+    answered."""
     from pathlib import Path
 
     from wallie_bringup import config as wconfig

@@ -7,6 +7,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie bench` sub-command to `subparsers` (`--wake`: the wake word benchmark)."""
     from wallie_cli import bench
     p = subparsers.add_parser(
         'bench', help='end-to-end latency of the live graph on the fixtures (+ naive pipeline)',

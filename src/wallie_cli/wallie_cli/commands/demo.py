@@ -41,6 +41,7 @@ def add_graph_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie demo` sub-command to `subparsers`."""
     p = subparsers.add_parser('demo', help='ask the real graph one spoken question (headless)',
                               description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,6 +54,8 @@ def register(subparsers: Any) -> None:
 
 
 def graph_options(args: argparse.Namespace) -> Any:
+    """The GraphOptions the `--profile`, `--set`, `--defaults` and `--run-dir` arguments ask
+    for."""
     from wallie_bringup import config as wconfig
     from wallie_cli import e2e
     return e2e.GraphOptions(profile=args.profile, params=wconfig.parse_sets(args.set),
@@ -60,6 +63,7 @@ def graph_options(args: argparse.Namespace) -> Any:
 
 
 def fmt_ms(v: float | None) -> str:
+    """Milliseconds for the table: thousands separated, '—' when unknown."""
     return '—' if v is None or not math.isfinite(v) else f'{v:,.0f}'
 
 
@@ -84,6 +88,8 @@ def latency_rows(lat: dict[str, float], truth: str) -> list[tuple[str, str, str]
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ask the graph the question and print what was heard and said with the latency table;
+    return 0 if a spoken answer came back and was written."""
     from rich.console import Console
     from rich.table import Table
 

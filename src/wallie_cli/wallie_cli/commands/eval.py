@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie eval` sub-command to `subparsers`."""
     from wallie_eval import cli
     p = subparsers.add_parser(
         'eval', help='spoken QA evaluation: answers right, WER and latency per voice/noise',

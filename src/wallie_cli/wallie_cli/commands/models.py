@@ -84,6 +84,7 @@ def _error(message: str) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Print every model of the manifest with its state in the store."""
     statuses = model_store.list_models(args.store)
     rows = [('ID', 'ROLE', 'SIZE', 'DEFAULT', 'STATE', 'LICENSE')]
     for status in statuses:
@@ -106,6 +107,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
+    """Fetch the chosen models into the store; return 1 if a fetch failed."""
     manifest = model_store.load_manifest()
     ids = _ids(args, manifest)
     progress = not args.no_progress
@@ -132,6 +134,8 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Check the sha256 of the chosen (default: default or present) models; return 1 if a
+    problem was found."""
     manifest = model_store.load_manifest()
     ids = _ids(args, manifest)
     root = model_store.store_dir(args.store)

@@ -48,6 +48,7 @@ def _onoff(flag: bool) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Print the privacy report (or its JSON); return 1 if it found a problem."""
     settings = privacy.load_settings(args.home)
     rep = privacy.report(settings)
     if args.json:
@@ -101,6 +102,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete the archive files older than the retention (every one with --all); return 1 on an
+    error."""
     settings = privacy.load_settings(args.home)
     directory = privacy.archive_dir(Path(settings.home))
     retention = 1e-9 if args.all else settings.retention_h

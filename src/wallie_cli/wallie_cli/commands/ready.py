@@ -8,6 +8,7 @@ import time
 
 
 def register(subparsers) -> None:
+    """Add the `wallie ready` sub-command to `subparsers`."""
     p = subparsers.add_parser('ready', help='wait until the assistant reports ready',
                               description='Exit 0 as soon as assistant/state says ready, '
                                           '1 after the timeout (printing the last state).')
@@ -51,6 +52,7 @@ def wait_ready(timeout: float, namespace: str = '') -> tuple[bool, str]:
 
 
 def run(args) -> int:
+    """Wait for assistant/state to report ready; return 0 when ready, 1 after the timeout."""
     ok, detail = wait_ready(args.timeout, args.namespace)
     if ok:
         print('ready')

@@ -14,6 +14,7 @@ DEFAULT_TOPICS = ['audio/in']
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie record` sub-command to `subparsers`."""
     parser = subparsers.add_parser(
         'record', help='record topics into a rosbag2 bag (mcap, readable by ros2 bag)',
         description='Record live topics (any message type, raw) into a rosbag2 bag that '
@@ -36,6 +37,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Record until --duration or a stop signal and print the summary; return 1 on a bag error,
+    2 for a bad --duration."""
     from wallie_cli import bag_files, bags
     if args.duration is not None and args.duration <= 0:
         print('wallie record: error: --duration must be > 0', file=sys.stderr)

@@ -11,6 +11,7 @@ from wallie_cli.commands import stop_on_signals
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie replay` sub-command to `subparsers`."""
     parser = subparsers.add_parser(
         'replay', help='play a rosbag2 bag (mcap or sqlite3) into the live graph',
         description='Publish the messages of a rosbag2 bag (e.g. recorded microphone audio) '
@@ -49,6 +50,7 @@ def _parse_remap(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Replay the bag and print the summary; return 1 on a bag error, 2 for bad arguments."""
     from wallie_cli import bag_files, bags
     try:
         remap = _parse_remap(args.remap)

@@ -58,6 +58,7 @@ def _wallie_exe() -> str:
 
 
 def unit_path(environ: dict[str, str] | None = None) -> Path:
+    """The unit file: wallie.service in systemd/user under $XDG_CONFIG_HOME (else ~/.config)."""
     env = os.environ if environ is None else environ
     base = env.get('XDG_CONFIG_HOME') or str(Path(env.get('HOME', '~')).expanduser() / '.config')
     return Path(base) / 'systemd' / 'user' / UNIT_NAME
@@ -72,6 +73,7 @@ def _systemctl(*args: str) -> tuple[bool, str]:
 
 
 def register(subparsers) -> None:
+    """Add the `wallie service` sub-command to `subparsers`."""
     p = subparsers.add_parser('service', help='install Wallie as a systemd user service',
                               description='Install, remove or print the systemd user unit '
                                           'that runs `wallie up` (foreground otherwise).')
@@ -99,6 +101,7 @@ def _up_args(args) -> list[str]:
 
 
 def run(args) -> int:
+    """Print, install (and with --enable start) or uninstall the unit that runs `wallie up`."""
     env = {k: os.environ[k] for k in ('WALLIE_HOME', 'WALLIE_CONFIG', 'WALLIE_MODEL_DIR')
            if os.environ.get(k)}
     text = unit_text(_up_args(args), environment=env)

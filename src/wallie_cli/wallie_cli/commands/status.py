@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    """Add the `wallie status` sub-command to `subparsers`."""
     p = subparsers.add_parser('status', help='show the state of the running assistant',
                               description='Print the manager\'s view (state.json) of the '
                                           'latest `wallie up` run: readiness, every stage\'s '
@@ -19,6 +20,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Print the manager's state.json of the run (default: the latest); return 1 if there is
+    none."""
     from wallie_bringup.bringup import runs_root
     run_dir = Path(args.run_dir) if args.run_dir else runs_root() / 'latest'
     try:

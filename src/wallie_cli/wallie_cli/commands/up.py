@@ -25,6 +25,7 @@ Headless: --input replaces the microphone (a WAV/FLAC file, or a rosbag2 directo
 
 
 def register(subparsers) -> None:
+    """Add the `wallie up` sub-command to `subparsers`."""
     p = subparsers.add_parser('up', help='run the assistant (all nodes + manager)',
                               description=HELP,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +77,8 @@ def _names(text: str) -> list[str]:
 
 
 def run(args) -> int:
+    """Prepare and run the graph until stopped (or print the merged parameters); return the exit
+    code, 2 for a configuration error."""
     from wallie_bringup import bringup
     from wallie_bringup import config as wconfig
     try:

@@ -8,6 +8,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
+    """Add the `wallie wake` sub-command (`enroll`, `bench`) to `subparsers`."""
     p = subparsers.add_parser(
         'wake', help='wake words: enroll any word (text or 3 recordings), run the benchmark',
         description=__doc__)
