@@ -63,6 +63,7 @@ LLM_SWEEP: tuple[tuple[str, dict[str, Any]], ...] = (
 LLM_SWEEP_SHORT = ('qwen-coder-0.5b', 'qwen-coder-0.5b-direct-t0', 'qwen-coder-1.5b-direct-t0')
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the evaluation's options to `parser` and return it."""
     parser.add_argument('--split', choices=('tuning', 'heldout', 'both'), default='heldout',
                         help='which half of the set (default: the held-out half)')
     parser.add_argument('--every', type=int, default=1, metavar='N',
@@ -97,6 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def select(args: argparse.Namespace) -> list[ds.Clip]:
+    """The clips the arguments ask for: half, voices, one conversation in N and a limit."""
     evalset = ds.load_set(args.manifest)
     split = None if args.split == 'both' else args.split
     return evalset.select(split, limit=args.limit, voices=args.voice, every=args.every)
@@ -111,6 +113,8 @@ def profile_setup(profile: str, overrides: Sequence[str] = (), tts: bool = True
 
 
 def sweep_setups(kind: str, base: engines.Setup) -> list[engines.Setup]:
+    """The setups of sweep `kind` (asr, llm, llm-short, both or final), each a variant of
+    `base`."""
     out = []
     if kind in ('asr', 'both'):
         out += [replace(base, name=f'asr:{n}', **o) for n, o in ASR_SWEEP]
@@ -181,6 +185,7 @@ def run(args: argparse.Namespace, live_runner: LiveRunner | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m wallie_eval`: evaluate with the in-process engines."""
     parser = add_arguments(argparse.ArgumentParser(
         prog='python -m wallie_eval', description='Spoken QA evaluation, in-process engines.'))
     return run(parser.parse_args(argv))

@@ -177,6 +177,7 @@ def render(clip: Clip) -> tuple[np.ndarray, dict[str, float]]:
 
 
 def wav_bytes(pcm: np.ndarray) -> bytes:
+    """The 16-bit PCM samples as the bytes of a WAV file at the clips' rate."""
     import soundfile as sf
     buf = io.BytesIO()
     sf.write(buf, pcm, RATE, subtype='PCM_16', format='WAV')
@@ -191,6 +192,7 @@ def cache_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def clip_path(clip: Clip, cache: str | os.PathLike | None = None) -> Path:
+    """Where the rendered WAV of `clip` lies in the cache."""
     return cache_dir(cache) / f'{clip.id}.wav'
 
 
@@ -202,6 +204,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def render_to_cache(clip: Clip, cache: str | os.PathLike | None = None) -> Path:
+    """Render `clip` and write it into the cache; return its path."""
     pcm, _ = render(clip)
     path = clip_path(clip, cache)
     _write_atomic(path, wav_bytes(pcm))
@@ -247,6 +250,8 @@ def load(clip: Clip, cache: str | os.PathLike | None = None, *,
 # --------------------------------------------------------------------------- manifest
 @dataclass
 class EvalSet:
+    """The clips of the evaluation set and the manifest's other fields."""
+
     clips: list[Clip]
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -271,6 +276,7 @@ class EvalSet:
 
 
 def load_set(path: str | os.PathLike | None = None) -> EvalSet:
+    """Read the manifest (default: the committed one); ClipError if it cannot be read."""
     p = Path(path) if path else MANIFEST
     try:
         data = json.loads(p.read_text())
@@ -281,6 +287,8 @@ def load_set(path: str | os.PathLike | None = None) -> EvalSet:
 
 
 def tool_versions() -> dict[str, str]:
+    """Versions of espeak-ng and the Python packages that render the clips ('missing' for an
+    absent one)."""
     import subprocess
     from importlib.metadata import PackageNotFoundError, version
     out: dict[str, str] = {}
@@ -325,6 +333,8 @@ def build_manifest(out: Path = MANIFEST, cache: str | os.PathLike | None = None,
 
 def verify(clips: Iterable[Clip], cache: str | os.PathLike | None = None,
            render_missing: bool = False) -> list[ClipError]:
+    """The ClipErrors of the clips that are missing, truncated or corrupted in the cache
+    (missing ones rendered first if `render_missing`)."""
     errors = []
     for c in clips:
         try:
@@ -335,6 +345,8 @@ def verify(clips: Iterable[Clip], cache: str | os.PathLike | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m wallie_eval.dataset`: build the manifest, render, verify or
+    list the clips; return 1 if a clip is bad."""
     parser = argparse.ArgumentParser(description='The spoken QA evaluation set.')
     parser.add_argument('action', choices=('manifest', 'render', 'verify', 'list'))
     parser.add_argument('--cache', default=None, help='cache root (default ~/.cache/wallie)')

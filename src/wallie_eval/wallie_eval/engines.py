@@ -92,6 +92,9 @@ class Setup:
 
 @dataclass
 class Caches:
+    """What the engine mode keeps between setups: ASR and LLM results, and the loaded LLM
+    engines shared by setups of the same model."""
+
     asr: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     llm: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     # loaded LLM engines, shared by setups that use the same model (one load, one copy in
@@ -110,6 +113,7 @@ class Caches:
 
 
 def utterance(samples: np.ndarray, clip: ds.Clip) -> np.ndarray:
+    """The clip's speech with 0.3 s (PAD_S) either side, as the voice gate hands it to ASR."""
     a = max(0, int((clip.speech_start_s - PAD_S) * ds.RATE))
     b = min(samples.size, int((clip.speech_end_s + PAD_S) * ds.RATE))
     return samples[a:b]
@@ -299,6 +303,7 @@ class EnginePipeline:
 
 
 def base_row(clip: ds.Clip) -> dict[str, Any]:
+    """The row fields of a turn that come from its clip."""
     return {'id': clip.id, 'split': clip.split, 'voice': clip.voice, 'family': clip.family,
             'condition': clip.condition, 'category': clip.category, 'speed': clip.speed,
             'conversation': clip.conversation, 'turn': clip.turn, 'text': clip.text,
@@ -306,6 +311,7 @@ def base_row(clip: ds.Clip) -> dict[str, Any]:
 
 
 def error_row(clip: ds.Clip, error: str) -> dict[str, Any]:
+    """The row of a turn that failed with `error`."""
     row = base_row(clip)
     row.update(error=error, transcript='', reply='', rejected='', latency_ms={})
     return row
@@ -372,6 +378,7 @@ def run_many(clips: Sequence[ds.Clip], setups: Sequence[Setup], *,
 
 
 def progress_line(row: dict[str, Any]) -> str:
+    """One line of progress for a turn: verdict, WER, latency, what was heard and the reply."""
     if row.get('error'):
         return f'{row["id"]:<36} ERROR'
     mark = 'ok ' if row['correct'] else ('-- ' if not row['scored'] else 'BAD')
@@ -384,4 +391,5 @@ def progress_line(row: dict[str, Any]) -> str:
 
 
 def setup_dict(setup: Setup) -> dict[str, Any]:
+    """The setup as a plain dict (for the JSON document)."""
     return asdict(setup)

@@ -24,6 +24,8 @@ def _config_module() -> Any:
 
 
 def profile_params(profile: str, overrides: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """The asr, llm and tts node parameters of `profile` with the `--set` overrides (user config
+    ignored)."""
     wconfig = _config_module()
     cli: dict[str, dict[str, Any]] = {}
     for item in overrides:

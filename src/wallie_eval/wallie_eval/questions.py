@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Question:
+    """One spoken question, the answers that make a reply right or wrong, and its place in a
+    follow-up conversation."""
+
     key: str
     text: str                                # what the voice says
     accept: tuple[str, ...]                  # any of these in the reply counts as right

@@ -12,6 +12,7 @@ from wallie_eval import score
 
 
 def load_average() -> list[float]:
+    """The 1, 5 and 15 min load averages (NaN where /proc cannot be read)."""
     try:
         return [float(x) for x in Path('/proc/loadavg').read_text().split()[:3]]
     except (OSError, ValueError):
@@ -31,6 +32,7 @@ COLUMNS = ('turns', 'accuracy', 'wer', 'e2e p50', 'e2e p95', 'asr p50', 'llm 1st
 
 
 def row_cells(s: dict[str, Any]) -> list[str]:
+    """The table cells of one summary, in COLUMNS order."""
     return [str(s['turns']), f'{_pct(s["accuracy"])} ({s["correct"]}/{s["scored"]})',
             _pct(s['wer']), _ms(s['e2e_p50_ms']), _ms(s['e2e_p95_ms']), _ms(s['asr_p50_ms']),
             _ms(s['llm_first_chunk_p50_ms']), str(s['rejected']),
@@ -38,6 +40,7 @@ def row_cells(s: dict[str, Any]) -> list[str]:
 
 
 def render_table(title: str, groups: dict[str, dict[str, Any]], console: Any = None) -> None:
+    """Print a table of summaries, one row per group."""
     from rich.console import Console
     from rich.table import Table
     console = console or Console(width=200)
@@ -65,6 +68,7 @@ def render(results: dict[str, Any], console: Any = None) -> None:
 
 
 def compare(results: dict[str, Any], split: str) -> dict[str, dict[str, Any]]:
+    """Each setup's summary of half `split`, by setup name."""
     return {name: res['report']['split'][split] for name, res in results['setups'].items()
             if split in res['report']['split']}
 
@@ -82,6 +86,8 @@ def document(setups: dict[str, tuple[dict[str, Any], Sequence[dict[str, Any]]]],
 
 
 def write(doc: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path | None]:
+    """Write eval.json and eval.png into `out_dir`; return their paths (None for the plot
+    without matplotlib)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / 'eval.json'

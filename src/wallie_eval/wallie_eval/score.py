@@ -86,6 +86,7 @@ def score_turn(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def percentile(values: Iterable[float | None], q: float) -> float | None:
+    """The `q` percentile of the finite values, or None if there are none."""
     v = [x for x in values if x is not None and math.isfinite(x)]
     return float(np.percentile(v, q)) if v else None
 
@@ -119,6 +120,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def group_by(rows: Sequence[dict[str, Any]], key: str | Callable[[dict], str]
              ) -> dict[str, dict[str, Any]]:
+    """Summaries of the rows grouped by `key` (a row field or a function), in key order."""
     fn = key if callable(key) else (lambda r: str(r.get(key)))
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Voice:
+    """A voice of the set (engine:voice) and the half it belongs to."""
+
     name: str          # 'espeak:en-us+m3' or 'piper:joe'
     split: str         # tuning | heldout
 

@@ -31,6 +31,7 @@ def ros_context(ros_env):
 
 @pytest.fixture
 def probe(ros_env):
+    """A Probe node on the isolated ROS domain, closed after the test."""
     p = Probe()
     yield p
     p.close()

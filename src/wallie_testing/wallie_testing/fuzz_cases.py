@@ -23,6 +23,7 @@ RNG = np.random.default_rng(8)
 
 
 def unknown_id() -> str:
+    """A turn or stream id that no node has seen."""
     return f'fuzz-unknown-{uuid.uuid4().hex[:10]}'
 
 
@@ -57,6 +58,8 @@ def _build(msg_type, **fields) -> Any:
 
 # -- per type --------------------------------------------------------------------------------
 def audio_frame_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of AudioFrame (message class `T`): bad rates, channels and encodings,
+    non-finite samples, huge frames, unknown streams, invalid stamps."""
     def frame(**kw):
         base = dict(sample_rate=16000, channels=1, encoding='S16LE',
                     data=np.zeros(512, np.int16).tobytes())
@@ -102,6 +105,8 @@ def audio_frame_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def utterance_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of UtteranceAudio (message class `T`): bad rates, unknown or huge turn ids,
+    huge audio, speech end before its start."""
     def utt(**kw):
         base = dict(turn_id=unknown_id(), seq=0, sample_rate=16000,
                     samples=np.zeros(1600, np.int16))
@@ -146,6 +151,8 @@ def _int16_field(samples: np.ndarray):
 
 
 def transcript_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of Transcript (message class `T`): empty, huge or invalid text, NaN
+    confidence, unknown turns, prompt injection."""
     def tr(**kw):
         base = dict(turn_id=unknown_id(), text='hello', is_final=True, confidence=0.9,
                     language='en')
@@ -169,6 +176,8 @@ def transcript_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def reply_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of ReplyChunk (message class `T`): huge, invalid or marked-up text,
+    out-of-order indexes, empty turn ids."""
     def ch(**kw):
         base = dict(turn_id=unknown_id(), index=0, text='Hello.', is_final=False)
         base.update(kw)
@@ -188,6 +197,8 @@ def reply_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def interrupt_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of Interrupt (message class `T`): unknown reasons and turns, huge or invalid
+    turn ids."""
     return [
         ('reason 0', _build(T, turn_id=unknown_id(), reason=0), False),
         ('reason 255', _build(T, turn_id=unknown_id(), reason=255), False),
@@ -198,6 +209,8 @@ def interrupt_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def voice_activity_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of VoiceActivity (message class `T`): unknown events, NaN probability, events
+    of unknown turns."""
     return [
         ('event 0', _build(T, event=0, turn_id=unknown_id()), False),
         ('event 255', _build(T, event=255, turn_id=unknown_id()), False),
@@ -211,6 +224,8 @@ def voice_activity_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def playback_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of PlaybackEvent (message class `T`): unknown events, NaN and out-of-range
+    values, unknown turns."""
     return [
         ('event 0', _build(T, event=0, turn_id=unknown_id()), False),
         ('event 255', _build(T, event=255, turn_id=unknown_id()), False),
@@ -224,6 +239,7 @@ def playback_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def wake_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of WakeWord (message class `T`): NaN score, huge keyword, invalid engine name."""
     return [
         ('NaN score', _build(T, keyword='x', engine='fuzz', score=NAN,
                              turn_id=unknown_id()), False),
@@ -233,6 +249,8 @@ def wake_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def stamp_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of StageStamp (message class `T`): unknown stages, bad stamps, a flood of
+    unknown turns."""
     def st(**kw):
         base = dict(turn_id=unknown_id(), stage='asr_final', node='fuzz')
         base.update(kw)
@@ -258,6 +276,8 @@ def stamp_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def diagnostics_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of DiagnosticArray (message class `T`): 5000 statuses, a bad level with huge
+    strings, an empty array."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
     many = _build(T, status=[DiagnosticStatus(name=f'/fuzz{i}', level=b'\x00')
                              for i in range(5000)])
@@ -268,6 +288,7 @@ def diagnostics_cases(T) -> list[tuple[str, Any, bool]]:
 
 
 def assistant_state_cases(T) -> list[tuple[str, Any, bool]]:
+    """Fuzz cases of AssistantState (message class `T`): an unknown state with a huge detail."""
     return [('state 255', _build(T, state=255, detail='d' * 100_000, turn_id=unknown_id()),
              False)]
 
@@ -311,6 +332,8 @@ def generic_extremes(T) -> list[tuple[str, Any, bool]]:
 
 
 def cases_for(type_name: str, msg_type) -> list[tuple[str, Any, bool]]:
+    """Every case for `msg_type`: its own table (if any), the generic extremes and the garbage
+    bytes."""
     table = SPECIFIC.get(type_name)
     cases = table(msg_type) if table else []
     return cases + generic_extremes(msg_type) + garbage(msg_type)

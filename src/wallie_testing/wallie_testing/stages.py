@@ -28,10 +28,12 @@ STAMP_ORDER_MS = {  # stage -> ms after the acoustic end of speech, a plausible 
 
 
 def new_turn_id(prefix: str = 'turn') -> str:
+    """A unique turn id starting with `prefix`."""
     return f'{prefix}-{uuid.uuid4().hex[:12]}'
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
@@ -40,6 +42,7 @@ def free_port() -> int:
 # -- synthetic turns ---------------------------------------------------------------------
 def publish_stamps(stamp_pub, turn_id: str, stages_ms: dict[str, float], base_ns: int,
                    node: str = 'test') -> None:
+    """Publish a StageStamp of `turn_id` per stage, `ms` after `base_ns`."""
     from wallie_common import timeutil
     from wallie_interfaces.msg import StageStamp
     for stage, ms in stages_ms.items():
@@ -48,6 +51,7 @@ def publish_stamps(stamp_pub, turn_id: str, stages_ms: dict[str, float], base_ns
 
 
 def publish_playback(event_pub, turn_id: str, event: int, flush_ms: float = 0.0) -> None:
+    """Publish a PlaybackEvent of `turn_id`."""
     from wallie_interfaces.msg import PlaybackEvent
     event_pub.publish(PlaybackEvent(event=event, turn_id=turn_id, flush_ms=flush_ms))
 

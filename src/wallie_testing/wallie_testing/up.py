@@ -16,6 +16,7 @@ STAGES = [('player', ()), ('tts', ('player',)), ('llm', ('tts',)), ('asr', ('llm
 
 
 def alive(pid):
+    """True if process `pid` exists and is not a zombie."""
     try:
         with open(f'/proc/{pid}/stat') as fh:
             return fh.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
@@ -35,6 +36,7 @@ def state_of(probe, name, attempts=20):
 
 
 def params_of(probe, name, *params, attempts=20):
+    """The values of `params` of node `name` (GetParameters, with retries)."""
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
     for _ in range(attempts):
