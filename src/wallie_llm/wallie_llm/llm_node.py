@@ -20,9 +20,8 @@ the history (e.g. after an LLM restart).
 
 from __future__ import annotations
 
+import functools
 import gc
-import itertools
-import threading
 import time
 import uuid
 from typing import Any, Callable, Optional
@@ -34,6 +33,7 @@ from std_msgs.msg import String
 
 from wallie_common import params as P
 from wallie_common import timeutil
+from wallie_common.engine_slot import EngineSlot
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import NodeReports, StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
@@ -175,11 +175,8 @@ class LlmNode(StageNode):
                  **kwargs: Any) -> None:
         super().__init__('llm', **kwargs)
         self._engine_factory = engine_factory or create_engine
-        self._engine: Optional[LlmEngine] = None
+        self._slot: EngineSlot[LlmEngine] = EngineSlot('llm', install=self._swap_in)
         self._active = False
-        self._reload_thread: Optional[threading.Thread] = None
-        self._reload_seq = itertools.count(1)
-        self._latest_reload = 0
         self._entities: list[Any] = []
         self._reply_pub: Any = None
         self._action: Optional[ActionServer] = None
@@ -210,6 +207,7 @@ class LlmNode(StageNode):
             self.get_logger().error(f'cannot load the LLM: {exc}')
             self.diag.error(f'model load failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        self._slot.set(engine)
         with self._sched.engine_lock:
             self._install_engine(engine)
         self._reply_pub = self.create_lifecycle_publisher(ReplyChunk, 'reply', EVENT_QOS)
@@ -270,12 +268,10 @@ class LlmNode(StageNode):
         self._action = None
         self._entities = []
         self._reply_pub = None
+        self._slot.close()
         with self._sched.engine_lock:
-            engine, self._engine, self._sched.generator = self._engine, None, None
-        if engine is not None:
-            engine.close()
-            del engine
-            gc.collect()
+            self._sched.generator = None
+        gc.collect()
 
     # ================================================================= engine
     def _load_engine(self, cfg: EngineConfig) -> LlmEngine:
@@ -293,8 +289,7 @@ class LlmNode(StageNode):
         return engine
 
     def _install_engine(self, engine: LlmEngine) -> None:
-        """Swap the engine in (caller holds the scheduler's engine_lock)."""
-        self._engine = engine
+        """Wire the engine in (caller holds the scheduler's engine_lock)."""
         self._memory.set_token_counter(engine.count_tokens)
         self._sched.generator = ReplyGenerator(engine, self._memory)
         self._sched.invalidate_prefix()
@@ -320,38 +315,33 @@ class LlmNode(StageNode):
             mem.prompt_budget_tokens = max(64, ctx - PROMPT_MARGIN_TOKENS)
 
     def _engine_values(self) -> dict[str, Any]:
-        engine = self._engine
+        engine = self._slot.current
         if engine is None:
             return {}
         info = engine.info
         return {'engine': info.engine, 'model': info.model, 'context_tokens': info.context_tokens,
                 'load_s': f'{info.load_s:.2f}'}
 
-    def _reload(self, cfg: EngineConfig, seq: int, previous: dict[str, Any],
-                changed: dict[str, Any]) -> None:
-        """Background model change: load the new one, swap between turns, free the old.
-        If it does not load, the parameters go back to the model that keeps running."""
+    def _reload_engine(self, cfg: EngineConfig) -> LlmEngine:
+        """Background model change (on the slot's loader thread): load the new model."""
         self.diag.warn(f'loading {cfg.engine} model {cfg.model_path or cfg.model}')
-        try:
-            engine = self._load_engine(cfg)
-        except Exception as exc:
-            if seq == self._latest_reload:
-                self.revert_params(previous, changed, f'model reload failed, keeping '
-                                   f'{self._engine_values().get("model", "the current model")}'
-                                   f': {exc}')
-            return
+        return self._load_engine(cfg)
+
+    def _swap_in(self, engine: LlmEngine) -> None:
+        """Swap a reloaded model in between replies; the slot then closes the old one."""
         with self._sched.engine_lock:
-            if seq != self._latest_reload or self._engine is None:
-                engine.close()          # superseded by a newer change, or cleaned up
-                return
-            old = self._engine
             self._install_engine(engine)
-        if old is not None:
-            old.close()
-            del old
-            gc.collect()
+
+    def _on_reloaded(self, engine: LlmEngine) -> None:
+        gc.collect()                    # the old model is closed: free its memory now
         self.get_logger().info(f'switched to {engine.info.model}')
         self.diag.ok('active' if self._active else 'inactive', **self._engine_values())
+
+    def _on_reload_failed(self, previous: dict[str, Any], changed: dict[str, Any],
+                          exc: Exception) -> None:
+        """The new model did not load: the parameters go back to the one that runs."""
+        self.revert_params(previous, changed, f'model reload failed, keeping '
+                           f'{self._engine_values().get("model", "the current model")}: {exc}')
 
     # ================================================================= parameters
     def check_params(self, new: dict[str, Any]) -> str | None:
@@ -375,14 +365,13 @@ class LlmNode(StageNode):
         self._sched.config = scheduler_from_params(self.params)
         if 'llm.history_json' in changed and changed['llm.history_json']:
             self._import_history(changed['llm.history_json'])
-        if self.needs_reload(changed) and self._engine is not None:
-            seq = next(self._reload_seq)
-            self._latest_reload = seq
-            self._reload_thread = threading.Thread(
-                target=self._reload, args=(engine_from_params(self.params), seq,
-                                           dict(self.previous_params), dict(changed)),
-                name='llm-reload', daemon=True)
-            self._reload_thread.start()
+        if self.needs_reload(changed):
+            self._slot.reload(functools.partial(self._reload_engine,
+                                                engine_from_params(self.params)),
+                              on_loaded=self._on_reloaded,
+                              on_failed=functools.partial(self._on_reload_failed,
+                                                          dict(self.previous_params),
+                                                          dict(changed)))
         self._apply_live_params()
 
     # ================================================================= history

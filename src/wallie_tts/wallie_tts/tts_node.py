@@ -16,6 +16,7 @@ Thin glue around the engines (``engine.py``) and the work queue (``synthesis_que
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -243,7 +244,7 @@ class TtsNode(StageNode):
         except Exception as exc:  # noqa: BLE001 - reported when the first reply fails
             log.warning(f'warm-up of the stream path failed: {exc!r}')
         self._show_engine(result)
-        self._queue.start(result.engine)
+        self._queue.start(result)
         self._audio_pub = self.create_lifecycle_publisher(
             AudioFrame, 'audio/out', REPLY_AUDIO_QOS)
         self._interrupt_pub = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
@@ -324,35 +325,37 @@ class TtsNode(StageNode):
         engine = self._queue.engine
         if engine is None or not self.needs_reload(changed):
             return  # live values are read per reply; engine params apply at configure
+        self.diag.value('reload', 'in progress')
         if set(changed) == {'tts.speaker_wav'} and engine.name == 'xtts' \
                 and changed['tts.speaker_wav']:
             target = self._set_speaker_wav
             args: tuple[Any, ...] = (changed['tts.speaker_wav'], dict(self.previous_params))
         elif set(changed) == {'tts.speaker_wav'} and self.params['tts.engine'] != 'xtts':
             target, args = self._check_speaker_wav, (changed['tts.speaker_wav'],)
-        else:
-            gen = self._queue.next_generation()
-            target, args = self._reload, (self.engine_settings(), gen,
-                                          dict(self.previous_params), dict(changed))
-        self.diag.value('reload', 'in progress')
+        else:   # a new engine: loaded in the background, swapped in between replies
+            self._queue.reload(functools.partial(self._reload_engine, self.engine_settings()),
+                               on_loaded=self._on_reloaded,
+                               on_failed=functools.partial(self._on_reload_failed,
+                                                           dict(self.previous_params),
+                                                           dict(changed)))
+            return
         threading.Thread(target=target, args=args, name='tts-reload', daemon=True).start()
 
-    def _reload(self, settings: EngineSettings, gen: int, previous: dict[str, Any],
-                changed: dict[str, Any]) -> None:
-        log = self.get_logger()
-        log.info(f'reloading TTS engine {settings.engine} in the background')
-        try:
-            result = load_engine(settings, allow_fallback=False)
-        except EngineError as exc:
-            engine = self._queue.engine
-            keep = engine.describe() if engine else 'none'
-            self.diag.value('reload', 'failed')
-            if self._queue.is_latest(gen):
-                self.revert_params(previous, changed, f'TTS reload failed, keeping {keep}: {exc}')
-            return
-        self._queue.offer(result, gen)
-        log.info(f'new engine ready ({result.engine.describe()}, {result.load_s:.2f} s); '
-                 'switching at the next reply')
+    def _reload_engine(self, settings: EngineSettings) -> LoadResult:
+        """Load the changed engine (on the queue's loader thread)."""
+        self.get_logger().info(f'reloading TTS engine {settings.engine} in the background')
+        return load_engine(settings, allow_fallback=False)
+
+    def _on_reloaded(self, result: LoadResult) -> None:
+        self.get_logger().info(f'new engine ready ({result.engine.describe()}, '
+                               f'{result.load_s:.2f} s); switching at the next reply')
+
+    def _on_reload_failed(self, previous: dict[str, Any], changed: dict[str, Any],
+                          exc: Exception) -> None:
+        engine = self._queue.engine
+        keep = engine.describe() if engine else 'none'
+        self.diag.value('reload', 'failed')
+        self.revert_params(previous, changed, f'TTS reload failed, keeping {keep}: {exc}')
 
     def _set_speaker_wav(self, path: str, previous: dict[str, Any]) -> None:
         engine = self._queue.engine
