@@ -31,7 +31,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from std_msgs.msg import String
 
-from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.engine_slot import EngineSlot
 from wallie_common.model_store import ModelStoreError
@@ -49,8 +48,7 @@ from wallie_interfaces.msg import (
 )
 from wallie_interfaces.srv import ResetConversation
 from wallie_llm.config import (
-    ENGINES,
-    NOT_HEARD_REPLY,
+    PARAMS,
     EngineConfig,
     chunker_from_params,
     engine_from_params,
@@ -68,69 +66,6 @@ from wallie_llm.speech_text import sanitize_input
 ASK_POLL_S = 0.02
 PROMPT_MARGIN_TOKENS = 16
 MODEL_KEYS = frozenset({'llm.engine', 'llm.model', 'llm.model_path'})
-
-PARAMS = (
-    P.Param('llm.engine', 'llama_cpp', 'LLM engine: llama_cpp (CPU, GGUF) or vllm (CUDA GPU).',
-            choices=ENGINES, reload=True),
-    P.Param('llm.model', EngineConfig.model, 'Model: a model-store id (llama_cpp: '
-            'qwen2.5-0.5b-instruct, qwen2.5-1.5b-instruct), a .gguf path, or for vllm a '
-            'Hugging Face id or local directory.', reload=True),
-    P.Param('llm.model_path', '', 'Explicit model file or directory (overrides the model '
-            'store lookup of llm.model).', reload=True),
-    P.Param('llm.threads', 2, 'CPU threads for llama.cpp (0 = all cores).', min=0, max=256,
-            reload=True),
-    P.Param('llm.nice', 10, 'CPU priority of this process (nice value, applied at start, '
-            'only ever lowered): token generation yields the CPU to the voice gate, ASR and '
-            'TTS, whose first audio it would otherwise slow down (0 = leave as is).',
-            min=0, max=19, read_only=True),
-    P.Param('llm.context_tokens', 2048, 'Context window in tokens (prompt + reply).',
-            min=256, max=131072, reload=True),
-    P.Param('llm.batch_tokens', 256, 'Prompt tokens evaluated per llama.cpp batch.', min=8,
-            max=8192, reload=True),
-    P.Param('llm.gpu_memory_fraction', 0.35, 'vLLM: fraction of GPU memory the LLM may use '
-            '(kept well below vLLM\'s 0.9 so ASR and TTS fit beside it).', min=0.05, max=0.95,
-            reload=True),
-    P.Param('llm.warmup', True, 'Run a short warm-up generation when the model loads.'),
-    P.Param('llm.max_tokens', 96, 'Most tokens in one reply.', min=1, max=4096),
-    P.Param('llm.temperature', 0.2, 'Sampling temperature (0 = greedy, deterministic).',
-            min=0.0, max=2.0),
-    P.Param('llm.top_p', 0.9, 'Nucleus sampling probability mass.', min=0.01, max=1.0),
-    P.Param('llm.max_reply_chars', 600, 'Most characters spoken in one reply (cut at a '
-            'sentence end).', min=20, max=20000),
-    P.Param('llm.not_heard_reply', NOT_HEARD_REPLY, 'Said instead of an answer when the ASR '
-            'marks the transcript unreliable (asr.reject.*).'),
-    P.Param('llm.max_input_chars', 1000, 'Longer transcripts / questions are cut to this.',
-            min=10, max=20000),
-    P.Param('llm.system_prompt', '', 'Persona / system prompt; empty = the built-in one.'),
-    P.Param('llm.system_prompt_file', '', 'Read the system prompt from this UTF-8 file '
-            '(wins over llm.system_prompt).'),
-    P.Param('llm.history.max_tokens', 1024, 'Tokens of past conversation kept in the prompt '
-            '(oldest turns dropped first).', min=0, max=1_000_000),
-    P.Param('llm.history.idle_timeout_s', 300.0, 'Forget the conversation after this many '
-            'idle seconds (0 = never).', min=0.0, max=604800.0),
-    P.Param('llm.history.summarize_dropped', True, 'Keep a short note of the topics of '
-            'dropped turns in the system prompt.'),
-    P.Param('llm.history.publish', True, 'Publish the history as JSON on llm/history after '
-            'every change (for the manager to persist).'),
-    P.Param('llm.history_json', '', 'Set to a history JSON (as published on llm/history) to '
-            'replace the conversation history, e.g. after a restart.'),
-    P.Param('llm.voice_commands', True, 'Spoken "forget that" / "start over" change the '
-            'memory instead of being answered.'),
-    P.Param('llm.speculative', True, 'Start generating from the early final transcript; the '
-            'reply is released when the final confirms it, dropped otherwise.'),
-    P.Param('llm.speculative_partials', True, 'Also start from a partial transcript that '
-            'already reads as a complete sentence ("What is the capital of France?"); the '
-            'early final keeps it if the words are the same, else replaces it.'),
-    P.Param('llm.speculative_wait_s', 5.0, 'How long a finished speculative reply waits for '
-            'its final transcript before it is dropped.', min=0.1, max=60.0),
-    P.Param('llm.chunk.first_min_words', 2, 'First chunk: words needed before a clause break '
-            'may end it.', min=1, max=50),
-    P.Param('llm.chunk.first_max_words', 3, 'First chunk: cut at a word boundary after this '
-            'many words when no clause break came (not on a dangling "the"/"of"/"is").',
-            min=1, max=100),
-    P.Param('llm.chunk.max_chars', 220, 'Later chunks: force a cut beyond this length.',
-            min=20, max=5000),
-)
 
 
 class _NodeEvents(NodeReports, ReplyEvents):
@@ -163,7 +98,6 @@ class _NodeEvents(NodeReports, ReplyEvents):
     def failed(self, job: ReplyJob, exc: Exception) -> None:
         self.node.get_logger().error(f'turn {job.turn_id}: reply failed: {exc!r}')
         self.node.diag.error(f'reply failed: {exc}')
-
 
 
 class LlmNode(StageNode):
