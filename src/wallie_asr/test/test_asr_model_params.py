@@ -52,5 +52,5 @@ def test_a_model_that_does_not_load_is_put_back(asr, tmp_path):
     assert wait_param(asr, 'asr.model', 'whisper-tiny.en', 30) == 'whisper-tiny.en'
     assert asr.diag.level == DiagnosticStatus.ERROR
     assert 'ASR reload failed' in asr.diag.message
-    assert asr._engine.config.model == 'whisper-tiny.en'
+    assert asr._slot.current.config.model == 'whisper-tiny.en'
     assert asr.trigger_shutdown() == OK

@@ -7,7 +7,7 @@ streamer's worker thread runs Whisper.
 
 from __future__ import annotations
 
-import threading
+import functools
 from dataclasses import replace
 from typing import Any, Optional
 
@@ -28,6 +28,7 @@ from wallie_asr.reliability import unreliable_reason
 from wallie_asr.streaming import EARLY, FINAL, PARTIAL, TranscriptEvent, TurnStreamer
 from wallie_common import timeutil
 from wallie_common.conversions import from_int16_field
+from wallie_common.engine_slot import EngineSlot
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import StageNode
 from wallie_common.qos import EVENT_QOS, UTTERANCE_QOS, describe
@@ -46,12 +47,12 @@ class AsrNode(StageNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('asr', **kwargs)
-        self._engine: Optional[WhisperEngine] = None
+        # A new model goes to the streamer, which closes the old one when the turns in
+        # flight on it are done.
+        self._slot: EngineSlot[WhisperEngine] = EngineSlot(
+            'asr', install=self._install_engine, retire=lambda old: None)
         self._streamer: Optional[TurnStreamer] = None
         self._pub: Optional[LifecyclePublisher] = None
-        self._reload_lock = threading.Lock()
-        self._reload_wanted = threading.Event()
-        self._reload_thread: Optional[threading.Thread] = None
         self._events_seen = 0
         self._service_group = ReentrantCallbackGroup()
         self._topic_group = MutuallyExclusiveCallbackGroup()
@@ -88,7 +89,7 @@ class AsrNode(StageNode):
             self.get_logger().error(f'cannot load the ASR model: {exc}')
             self.diag.error(f'model load failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self._engine = engine
+        self._slot.set(engine)
         self._events_seen = 0
         self._streamer = TurnStreamer(engine, stream_from_params(self.params), self._emit,
                                       warn=self.warn_throttled,
@@ -129,20 +130,16 @@ class AsrNode(StageNode):
         return result
 
     def teardown(self) -> None:
-        """Stop the reload and the streamer's worker, destroy what on_configure created,
-        then release the model."""
-        if self._reload_thread is not None:
-            self._reload_thread.join(30)
-            self._reload_thread = None
+        """Stop the streamer's worker, release the model (a reload still loading is waited
+        for and discarded), then destroy what on_configure created."""
         if self._streamer is not None:
             self._streamer.stop()
+        self._slot.close(wait_s=30)
+        if self._streamer is not None:
             self._streamer.close_all()
             self._streamer = None
         super().teardown()
         self._pub = None
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
         self.diag.ok('unconfigured')
 
     # -- parameters -----------------------------------------------------------------------
@@ -156,55 +153,48 @@ class AsrNode(StageNode):
         return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
-        if self._engine is None or self._streamer is None:
+        engine = self._slot.current
+        if engine is None or self._streamer is None:
             return  # applied at the next configure
         if self.needs_reload(changed):
-            self._request_reload()
+            config = engine_from_params(self.params)
+            self._slot.reload(functools.partial(self._reload_engine, config),
+                              on_loaded=self._on_reloaded,
+                              on_failed=functools.partial(self._on_reload_failed, config))
         else:
-            running = self._engine.config
-            self._engine.reconfigure(replace(engine_from_params(self.params), model=running.model,
-                                             device=running.device,
-                                             compute_type=running.compute_type,
-                                             cpu_threads=running.cpu_threads))
+            running = engine.config
+            engine.reconfigure(replace(engine_from_params(self.params), model=running.model,
+                                       device=running.device,
+                                       compute_type=running.compute_type,
+                                       cpu_threads=running.cpu_threads))
         self._streamer.set_config(stream_from_params(self.params))
         self._streamer.language = self.params['asr.language'] or None
 
-    def _request_reload(self) -> None:
-        self._reload_wanted.set()
-        with self._reload_lock:
-            if self._reload_thread is None or not self._reload_thread.is_alive():
-                self._reload_thread = threading.Thread(target=self._reload_loop,
-                                                       name='asr-reload', daemon=True)
-                self._reload_thread.start()
+    def _reload_engine(self, config: EngineConfig) -> WhisperEngine:
+        """Load the changed model (on the slot's loader thread)."""
+        self.diag.warn(f'reloading ASR model {config.model}', reloading=True)
+        self.get_logger().info(f'reloading the ASR model ({config.model}, '
+                               f'{config.device}/{config.compute_type}) in the background')
+        return self._load_engine(config)
 
-    def _reload_loop(self) -> None:
-        while self._reload_wanted.is_set():
-            self._reload_wanted.clear()
-            config = engine_from_params(self.params)
-            self.diag.warn(f'reloading ASR model {config.model}', reloading=True)
-            self.get_logger().info(f'reloading the ASR model ({config.model}, '
-                                   f'{config.device}/{config.compute_type}) in the background')
-            try:
-                engine = self._load_engine(config)
-            except Exception as exc:
-                running = self._engine
-                self.diag.value('reloading', False)
-                if running is None:
-                    self.diag.error(f'reload failed: {exc}')
-                    continue
-                self.revert_params(_reload_values(running.config), _reload_values(config),
-                                   f'ASR reload failed: {exc}; still using '
-                                   f'{running.config.model}')
-                continue
-            streamer = self._streamer
-            if streamer is None:  # cleaned up meanwhile
-                engine.close()
-                return
-            self._engine = engine
-            self._events_seen = 0
-            streamer.set_engine(engine)       # turns in flight finish on the old model
-            self._report_engine(engine)
-            self.diag.value('reloading', False)
+    def _install_engine(self, engine: WhisperEngine) -> None:
+        """Swap in a reloaded model: new turns use it, turns in flight finish on the old."""
+        self._events_seen = 0
+        if self._streamer is not None:
+            self._streamer.set_engine(engine)
+
+    def _on_reloaded(self, engine: WhisperEngine) -> None:
+        self._report_engine(engine)
+        self.diag.value('reloading', False)
+
+    def _on_reload_failed(self, config: EngineConfig, exc: Exception) -> None:
+        running = self._slot.current
+        self.diag.value('reloading', False)
+        if running is None:
+            self.diag.error(f'reload failed: {exc}')
+            return
+        self.revert_params(_reload_values(running.config), _reload_values(config),
+                           f'ASR reload failed: {exc}; still using {running.config.model}')
 
     # -- inputs ---------------------------------------------------------------------------
     def _on_utterance(self, msg: UtteranceAudio) -> None:
@@ -326,7 +316,7 @@ class AsrNode(StageNode):
                                 f'({ev.result.processing_ms:.0f} ms, reused={ev.reused_early})')
 
     def _update_diagnostics(self) -> None:
-        streamer, engine = self._streamer, self._engine
+        streamer, engine = self._streamer, self._slot.current
         if streamer is None or engine is None:
             return
         for key, value in streamer.stats.items():

@@ -14,7 +14,6 @@ import dataclasses
 import itertools
 import threading
 import time
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -48,9 +47,10 @@ class NaivePipeline:
         from wallie_llm.engine import create_engine
         from wallie_llm.memory import ConversationMemory
         from wallie_llm.reply import ReplyGenerator
+        from wallie_tts.config import engine_from_params as tts_engine_from_params
+        from wallie_tts.config import stream_from_params as tts_stream_from_params
         from wallie_tts.engine import load_engine
         from wallie_tts.stream import ChunkSynthesizer
-        from wallie_tts.tts_node import TtsNode
         asr_p = full_params(params, 'asr', 'wallie_asr', 'asr_node')
         llm_p = full_params(params, 'llm', 'wallie_llm', 'llm_node')
         tts_p = full_params(params, 'tts', 'wallie_tts', 'tts_node')
@@ -76,9 +76,8 @@ class NaivePipeline:
         self.gen.prepare()          # the same prefix cache the node uses
         echo(f'  naive: LLM loaded ({time.perf_counter() - t0:.1f} s)')
         t0 = time.perf_counter()
-        ns = SimpleNamespace(params=tts_p)
-        self.tts = load_engine(TtsNode.engine_settings(ns)).engine
-        self.synth = ChunkSynthesizer(self.tts, TtsNode.stream_settings(ns))
+        self.tts = load_engine(tts_engine_from_params(tts_p)).engine
+        self.synth = ChunkSynthesizer(self.tts, tts_stream_from_params(tts_p))
         self.synth.synthesize_all('Hello.')
         echo(f'  naive: TTS loaded ({time.perf_counter() - t0:.1f} s)')
         self._n = 0

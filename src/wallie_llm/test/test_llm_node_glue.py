@@ -127,7 +127,7 @@ def test_lifecycle_is_reentrant_and_frees_the_engine(harness):
         assert node.trigger_deactivate() == SUCCESS
         assert node.trigger_cleanup() == SUCCESS
     assert len(h.engines) == 2 and all(e.closed for e in h.engines)
-    assert not node._sched.running and node._engine is None
+    assert not node._sched.running and node._slot.current is None
     assert list(node.subscriptions) == [] and node._action is None
 
 
@@ -269,7 +269,7 @@ def test_model_change_reloads_in_the_background(harness, tmp_path):
     gguf.write_bytes(b'GGUF')          # the scripted engine does not read it
     res = h.node.set_parameters([Parameter('llm.model', value=str(gguf))])
     assert res[0].successful
-    assert wait_until(lambda: len(h.engines) >= 2 and h.node._engine is h.engines[1])
+    assert wait_until(lambda: len(h.engines) >= 2 and h.node._slot.current is h.engines[1])
     assert h.engines[1].cfg.model == str(gguf)
     assert h.engines[0].closed
     h.transcript('r', 'What is the capital of France?')
@@ -312,7 +312,7 @@ def test_a_model_that_fails_to_load_is_put_back(harness, tmp_path):
     assert h.node.params['llm.model'] == before
     assert h.node.diag.level == DiagnosticStatus.ERROR
     assert 'model reload failed' in h.node.diag.message
-    assert h.node._engine is h.engines[0] and not h.engines[0].closed
+    assert h.node._slot.current is h.engines[0] and not h.engines[0].closed
     h.transcript('k', 'What is the capital of France?')
     assert text_of(h.wait_final('k')) == 'The capital of France is Paris.'
 

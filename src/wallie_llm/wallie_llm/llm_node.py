@@ -20,9 +20,8 @@ the history (e.g. after an LLM restart).
 
 from __future__ import annotations
 
+import functools
 import gc
-import itertools
-import threading
 import time
 import uuid
 from typing import Any, Callable, Optional
@@ -32,8 +31,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from std_msgs.msg import String
 
-from wallie_common import params as P
 from wallie_common import timeutil
+from wallie_common.engine_slot import EngineSlot
 from wallie_common.model_store import ModelStoreError
 from wallie_common.node_base import NodeReports, StageNode
 from wallie_common.qos import EVENT_QOS, STATE_QOS, describe
@@ -49,8 +48,7 @@ from wallie_interfaces.msg import (
 )
 from wallie_interfaces.srv import ResetConversation
 from wallie_llm.config import (
-    ENGINES,
-    NOT_HEARD_REPLY,
+    PARAMS,
     EngineConfig,
     chunker_from_params,
     engine_from_params,
@@ -68,69 +66,6 @@ from wallie_llm.speech_text import sanitize_input
 ASK_POLL_S = 0.02
 PROMPT_MARGIN_TOKENS = 16
 MODEL_KEYS = frozenset({'llm.engine', 'llm.model', 'llm.model_path'})
-
-PARAMS = (
-    P.Param('llm.engine', 'llama_cpp', 'LLM engine: llama_cpp (CPU, GGUF) or vllm (CUDA GPU).',
-            choices=ENGINES, reload=True),
-    P.Param('llm.model', EngineConfig.model, 'Model: a model-store id (llama_cpp: '
-            'qwen2.5-0.5b-instruct, qwen2.5-1.5b-instruct), a .gguf path, or for vllm a '
-            'Hugging Face id or local directory.', reload=True),
-    P.Param('llm.model_path', '', 'Explicit model file or directory (overrides the model '
-            'store lookup of llm.model).', reload=True),
-    P.Param('llm.threads', 2, 'CPU threads for llama.cpp (0 = all cores).', min=0, max=256,
-            reload=True),
-    P.Param('llm.nice', 10, 'CPU priority of this process (nice value, applied at start, '
-            'only ever lowered): token generation yields the CPU to the voice gate, ASR and '
-            'TTS, whose first audio it would otherwise slow down (0 = leave as is).',
-            min=0, max=19, read_only=True),
-    P.Param('llm.context_tokens', 2048, 'Context window in tokens (prompt + reply).',
-            min=256, max=131072, reload=True),
-    P.Param('llm.batch_tokens', 256, 'Prompt tokens evaluated per llama.cpp batch.', min=8,
-            max=8192, reload=True),
-    P.Param('llm.gpu_memory_fraction', 0.35, 'vLLM: fraction of GPU memory the LLM may use '
-            '(kept well below vLLM\'s 0.9 so ASR and TTS fit beside it).', min=0.05, max=0.95,
-            reload=True),
-    P.Param('llm.warmup', True, 'Run a short warm-up generation when the model loads.'),
-    P.Param('llm.max_tokens', 96, 'Most tokens in one reply.', min=1, max=4096),
-    P.Param('llm.temperature', 0.2, 'Sampling temperature (0 = greedy, deterministic).',
-            min=0.0, max=2.0),
-    P.Param('llm.top_p', 0.9, 'Nucleus sampling probability mass.', min=0.01, max=1.0),
-    P.Param('llm.max_reply_chars', 600, 'Most characters spoken in one reply (cut at a '
-            'sentence end).', min=20, max=20000),
-    P.Param('llm.not_heard_reply', NOT_HEARD_REPLY, 'Said instead of an answer when the ASR '
-            'marks the transcript unreliable (asr.reject.*).'),
-    P.Param('llm.max_input_chars', 1000, 'Longer transcripts / questions are cut to this.',
-            min=10, max=20000),
-    P.Param('llm.system_prompt', '', 'Persona / system prompt; empty = the built-in one.'),
-    P.Param('llm.system_prompt_file', '', 'Read the system prompt from this UTF-8 file '
-            '(wins over llm.system_prompt).'),
-    P.Param('llm.history.max_tokens', 1024, 'Tokens of past conversation kept in the prompt '
-            '(oldest turns dropped first).', min=0, max=1_000_000),
-    P.Param('llm.history.idle_timeout_s', 300.0, 'Forget the conversation after this many '
-            'idle seconds (0 = never).', min=0.0, max=604800.0),
-    P.Param('llm.history.summarize_dropped', True, 'Keep a short note of the topics of '
-            'dropped turns in the system prompt.'),
-    P.Param('llm.history.publish', True, 'Publish the history as JSON on llm/history after '
-            'every change (for the manager to persist).'),
-    P.Param('llm.history_json', '', 'Set to a history JSON (as published on llm/history) to '
-            'replace the conversation history, e.g. after a restart.'),
-    P.Param('llm.voice_commands', True, 'Spoken "forget that" / "start over" change the '
-            'memory instead of being answered.'),
-    P.Param('llm.speculative', True, 'Start generating from the early final transcript; the '
-            'reply is released when the final confirms it, dropped otherwise.'),
-    P.Param('llm.speculative_partials', True, 'Also start from a partial transcript that '
-            'already reads as a complete sentence ("What is the capital of France?"); the '
-            'early final keeps it if the words are the same, else replaces it.'),
-    P.Param('llm.speculative_wait_s', 5.0, 'How long a finished speculative reply waits for '
-            'its final transcript before it is dropped.', min=0.1, max=60.0),
-    P.Param('llm.chunk.first_min_words', 2, 'First chunk: words needed before a clause break '
-            'may end it.', min=1, max=50),
-    P.Param('llm.chunk.first_max_words', 3, 'First chunk: cut at a word boundary after this '
-            'many words when no clause break came (not on a dangling "the"/"of"/"is").',
-            min=1, max=100),
-    P.Param('llm.chunk.max_chars', 220, 'Later chunks: force a cut beyond this length.',
-            min=20, max=5000),
-)
 
 
 class _NodeEvents(NodeReports, ReplyEvents):
@@ -165,7 +100,6 @@ class _NodeEvents(NodeReports, ReplyEvents):
         self.node.diag.error(f'reply failed: {exc}')
 
 
-
 class LlmNode(StageNode):
     """Streaming, interruptible reply generation with conversation memory."""
 
@@ -175,11 +109,8 @@ class LlmNode(StageNode):
                  **kwargs: Any) -> None:
         super().__init__('llm', **kwargs)
         self._engine_factory = engine_factory or create_engine
-        self._engine: Optional[LlmEngine] = None
+        self._slot: EngineSlot[LlmEngine] = EngineSlot('llm', install=self._swap_in)
         self._active = False
-        self._reload_thread: Optional[threading.Thread] = None
-        self._reload_seq = itertools.count(1)
-        self._latest_reload = 0
         self._entities: list[Any] = []
         self._reply_pub: Any = None
         self._action: Optional[ActionServer] = None
@@ -210,6 +141,7 @@ class LlmNode(StageNode):
             self.get_logger().error(f'cannot load the LLM: {exc}')
             self.diag.error(f'model load failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        self._slot.set(engine)
         with self._sched.engine_lock:
             self._install_engine(engine)
         self._reply_pub = self.create_lifecycle_publisher(ReplyChunk, 'reply', EVENT_QOS)
@@ -270,12 +202,10 @@ class LlmNode(StageNode):
         self._action = None
         self._entities = []
         self._reply_pub = None
+        self._slot.close()
         with self._sched.engine_lock:
-            engine, self._engine, self._sched.generator = self._engine, None, None
-        if engine is not None:
-            engine.close()
-            del engine
-            gc.collect()
+            self._sched.generator = None
+        gc.collect()
 
     # ================================================================= engine
     def _load_engine(self, cfg: EngineConfig) -> LlmEngine:
@@ -293,8 +223,7 @@ class LlmNode(StageNode):
         return engine
 
     def _install_engine(self, engine: LlmEngine) -> None:
-        """Swap the engine in (caller holds the scheduler's engine_lock)."""
-        self._engine = engine
+        """Wire the engine in (caller holds the scheduler's engine_lock)."""
         self._memory.set_token_counter(engine.count_tokens)
         self._sched.generator = ReplyGenerator(engine, self._memory)
         self._sched.invalidate_prefix()
@@ -320,38 +249,33 @@ class LlmNode(StageNode):
             mem.prompt_budget_tokens = max(64, ctx - PROMPT_MARGIN_TOKENS)
 
     def _engine_values(self) -> dict[str, Any]:
-        engine = self._engine
+        engine = self._slot.current
         if engine is None:
             return {}
         info = engine.info
         return {'engine': info.engine, 'model': info.model, 'context_tokens': info.context_tokens,
                 'load_s': f'{info.load_s:.2f}'}
 
-    def _reload(self, cfg: EngineConfig, seq: int, previous: dict[str, Any],
-                changed: dict[str, Any]) -> None:
-        """Background model change: load the new one, swap between turns, free the old.
-        If it does not load, the parameters go back to the model that keeps running."""
+    def _reload_engine(self, cfg: EngineConfig) -> LlmEngine:
+        """Background model change (on the slot's loader thread): load the new model."""
         self.diag.warn(f'loading {cfg.engine} model {cfg.model_path or cfg.model}')
-        try:
-            engine = self._load_engine(cfg)
-        except Exception as exc:
-            if seq == self._latest_reload:
-                self.revert_params(previous, changed, f'model reload failed, keeping '
-                                   f'{self._engine_values().get("model", "the current model")}'
-                                   f': {exc}')
-            return
+        return self._load_engine(cfg)
+
+    def _swap_in(self, engine: LlmEngine) -> None:
+        """Swap a reloaded model in between replies; the slot then closes the old one."""
         with self._sched.engine_lock:
-            if seq != self._latest_reload or self._engine is None:
-                engine.close()          # superseded by a newer change, or cleaned up
-                return
-            old = self._engine
             self._install_engine(engine)
-        if old is not None:
-            old.close()
-            del old
-            gc.collect()
+
+    def _on_reloaded(self, engine: LlmEngine) -> None:
+        gc.collect()                    # the old model is closed: free its memory now
         self.get_logger().info(f'switched to {engine.info.model}')
         self.diag.ok('active' if self._active else 'inactive', **self._engine_values())
+
+    def _on_reload_failed(self, previous: dict[str, Any], changed: dict[str, Any],
+                          exc: Exception) -> None:
+        """The new model did not load: the parameters go back to the one that runs."""
+        self.revert_params(previous, changed, f'model reload failed, keeping '
+                           f'{self._engine_values().get("model", "the current model")}: {exc}')
 
     # ================================================================= parameters
     def check_params(self, new: dict[str, Any]) -> str | None:
@@ -375,14 +299,13 @@ class LlmNode(StageNode):
         self._sched.config = scheduler_from_params(self.params)
         if 'llm.history_json' in changed and changed['llm.history_json']:
             self._import_history(changed['llm.history_json'])
-        if self.needs_reload(changed) and self._engine is not None:
-            seq = next(self._reload_seq)
-            self._latest_reload = seq
-            self._reload_thread = threading.Thread(
-                target=self._reload, args=(engine_from_params(self.params), seq,
-                                           dict(self.previous_params), dict(changed)),
-                name='llm-reload', daemon=True)
-            self._reload_thread.start()
+        if self.needs_reload(changed):
+            self._slot.reload(functools.partial(self._reload_engine,
+                                                engine_from_params(self.params)),
+                              on_loaded=self._on_reloaded,
+                              on_failed=functools.partial(self._on_reload_failed,
+                                                          dict(self.previous_params),
+                                                          dict(changed)))
         self._apply_live_params()
 
     # ================================================================= history

@@ -115,7 +115,7 @@ def rig():
         current = {'settings': settings}
         q = SynthesisQueue(lambda: current['settings'], events)
         engine = ToneEngine()
-        q.start(engine)
+        q.start(LoadResult(engine, 'tone'))
         made.append(q)
         return q, engine, events, current
     yield make
@@ -258,7 +258,7 @@ def test_a_new_engine_is_swapped_in_between_turns(rig):
     q.push(chunk('a', 0), LIMIT)
     assert wait_until(lambda: any(f[2] for f in events.of('a')))
     new = ToneEngine('new')
-    q.offer(LoadResult(new, 'new'), q.next_generation())
+    q.reload(lambda: LoadResult(new, 'new'))
     time.sleep(0.3)                                            # the turn is still open
     assert q.engine is old and events.swapped == []
     q.push(chunk('a', 1, 'three four', final=True), LIMIT)
@@ -275,28 +275,56 @@ def test_an_open_turn_that_went_quiet_gets_the_new_engine(rig, monkeypatch):
     q.push(chunk('a', 0), LIMIT)
     assert wait_until(lambda: any(f[2] for f in events.of('a')))
     new = ToneEngine('new')
-    q.offer(LoadResult(new, 'new'), q.next_generation())
+    q.reload(lambda: LoadResult(new, 'new'))
     assert wait_until(lambda: q.engine is new)                 # no final came for 0.2 s
 
 
 def test_only_the_latest_engine_load_is_used(rig):
     q, old, events, _ = rig()
     first, second = ToneEngine('first'), ToneEngine('second')
-    gen1 = q.next_generation()
-    gen2 = q.next_generation()
-    assert not q.is_latest(gen1) and q.is_latest(gen2)
-    q.offer(LoadResult(first, 'first'), gen1)                  # superseded: closed
-    assert first.closed
-    q.offer(LoadResult(second, 'second'), gen2)
+    go = threading.Event()
+    loading = threading.Event()
+
+    def load_first():
+        loading.set()
+        assert go.wait(5)
+        return LoadResult(first, 'first')
+    q.reload(load_first)
+    assert loading.wait(5)
+    q.reload(lambda: LoadResult(second, 'second'))              # supersedes the first
+    go.set()
     assert wait_until(lambda: q.engine is second)
+    assert first.closed                                         # superseded: closed
     assert not second.closed and old.closed and events.swapped == ['second']
+
+
+def test_a_failed_load_is_reported_and_the_engine_kept(rig):
+    q, old, events, _ = rig()
+    failures = []
+
+    def broken():
+        raise RuntimeError('no such voice')
+    q.reload(broken, on_failed=failures.append)
+    assert wait_until(lambda: len(failures) == 1)
+    assert str(failures[0]) == 'no such voice'
+    assert q.engine is old and not old.closed and events.swapped == []
 
 
 def test_stop_closes_the_engines_and_refuses_a_late_one(rig):
     q, old, events, _ = rig()
-    gen = q.next_generation()
+    late = ToneEngine('late')
+    go = threading.Event()
+    loading = threading.Event()
+
+    def load_late():
+        loading.set()
+        assert go.wait(5)
+        return LoadResult(late, 'late')
+    q.reload(load_late)
+    assert loading.wait(5)
     q.stop()
     assert old.closed and q.engine is None
-    late = ToneEngine('late')
-    q.offer(LoadResult(late, 'late'), gen)
-    assert late.closed and not q.is_latest(gen)
+    go.set()
+    assert wait_until(lambda: late.closed)                      # loaded after stop: closed
+    assert q.engine is None and events.swapped == []
+    assert not q.reload(lambda: LoadResult(ToneEngine('after'), 'after'))

@@ -12,8 +12,9 @@ drive it with a fake engine.
   if the chunk had nothing audible).
 - `cancel()` stops the stream's chunk being synthesized at once, drops its queued chunks
   and refuses its later ones.
-- `offer()` hands over a newly loaded engine; the worker swaps it in between streams (or
-  after 5 s of quiet in the middle of one), so a reply is never spoken by two voices.
+- `reload()` loads a new engine in the background (an `EngineSlot`, the latest request
+  wins); the worker swaps it in between streams (or after 5 s of quiet in the middle of
+  one), so a reply is never spoken by two voices.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from wallie_common.engine_slot import EngineSlot
 from wallie_tts.config import StreamSettings
 from wallie_tts.engine import LoadResult, TtsEngine
 from wallie_tts.normalize import normalize
@@ -94,7 +96,7 @@ class SynthesisEvents:
         """The final chunk of the stream went out."""
 
     def engine_swapped(self, result: LoadResult) -> None:
-        """The worker now uses `result.engine` (the old one is closed right after)."""
+        """The worker now uses `result.engine` (the old one is closed)."""
 
     def failed(self, job: SynthesisJob, exc: Exception) -> None:
         """Synthesis of `job` raised (the worker goes on)."""
@@ -127,16 +129,21 @@ class SynthesisQueue:
         self._current_stop: Optional[threading.Event] = None
         self._last_stream = ''
         self._stream_open = False
-        self.engine: Optional[TtsEngine] = None
-        self._pending: Optional[LoadResult] = None
-        self._generation = 0
+        self._slot: EngineSlot[LoadResult] = EngineSlot('tts', close=_close_result,
+                                                        deferred=True)
         self._running = False
         self._worker: Optional[threading.Thread] = None
 
     # ================================================================= worker
-    def start(self, engine: TtsEngine) -> None:
-        """Start the worker with `engine`."""
-        self.engine = engine
+    @property
+    def engine(self) -> Optional[TtsEngine]:
+        """The engine the worker synthesizes with (None when stopped)."""
+        result = self._slot.current
+        return result.engine if result is not None else None
+
+    def start(self, result: LoadResult) -> None:
+        """Start the worker with the engine of `result`."""
+        self._slot.set(result)
         self._running = True
         self._worker = threading.Thread(target=self._work, name='tts-worker', daemon=True)
         self._worker.start()
@@ -145,17 +152,11 @@ class SynthesisQueue:
         """Stop the worker (call `cancel_all()` first) and close the engines."""
         with self._cv:
             self._running = False
-            self._generation += 1  # an engine still loading is discarded
             self._cv.notify_all()
         if self._worker is not None:
             self._worker.join(10.0)
             self._worker = None
-        with self._cv:
-            engines = [self.engine, self._pending.engine if self._pending else None]
-            self.engine, self._pending = None, None
-        for eng in engines:
-            if eng is not None:
-                eng.close()
+        self._slot.close()     # an engine still loading is discarded when it ends
 
     def idle(self) -> bool:
         """Nothing queued and nothing being synthesized."""
@@ -163,30 +164,18 @@ class SynthesisQueue:
             return not self._jobs and self._current is None
 
     # ================================================================= engine swap
-    def next_generation(self) -> int:
-        """Number a new engine load; only the latest one may be swapped in."""
-        with self._cv:
-            self._generation += 1
-            return self._generation
-
-    def is_latest(self, generation: int) -> bool:
-        """No newer load was started (and the queue was not stopped) since `generation`."""
-        return generation == self._generation
-
-    def offer(self, result: LoadResult, generation: int) -> None:
-        """Hand over a loaded engine, swapped in between streams. One that is superseded
-        (by a newer load, or by `stop()`), or that another replaces before its swap, is
-        closed."""
-        stale: Optional[TtsEngine]
-        with self._cv:
-            if generation != self._generation or not self._running:
-                stale = result.engine
-            else:
-                stale = self._pending.engine if self._pending else None
-                self._pending = result
-                self._cv.notify_all()
-        if stale is not None:
-            stale.close()
+    def reload(self, load: Callable[[], LoadResult],
+               on_loaded: Callable[[LoadResult], None] | None = None,
+               on_failed: Callable[[Exception], None] | None = None) -> bool:
+        """Run `load()` in the background; the worker swaps its engine in between streams.
+        Only the latest load is used, and none after `stop()`. `on_loaded` / `on_failed`
+        report the latest one (see EngineSlot)."""
+        def loaded(result: LoadResult) -> None:
+            with self._cv:
+                self._cv.notify_all()      # the worker swaps it in when the stream allows
+            if on_loaded is not None:
+                on_loaded(result)
+        return self._slot.reload(load, loaded, on_failed)
 
     # ================================================================= input
     def push(self, job: SynthesisJob, limit: int) -> bool:
@@ -256,18 +245,18 @@ class SynthesisQueue:
         while True:
             with self._cv:
                 while self._running and not self._jobs:
-                    if self._pending is not None and (
+                    if self._slot.pending is not None and (
                             not self._stream_open
                             or time.monotonic() - idle_since > SWAP_AFTER_QUIET_S):
                         self._swap_engine_locked()
                     # Sleep until a job comes (notified); poll only while a loaded engine
                     # waits for the stream to go idle before it is swapped in.
-                    self._cv.wait(0.1 if self._pending is not None else None)
+                    self._cv.wait(0.1 if self._slot.pending is not None else None)
                 if not self._running:
                     return
                 job = self._jobs.popleft()
                 if job.stream_id != self._last_stream or not self._stream_open:
-                    if self._pending is not None:
+                    if self._slot.pending is not None:
                         self._swap_engine_locked()
                 self._current = job
                 self._current_stop = threading.Event()
@@ -285,14 +274,9 @@ class SynthesisQueue:
                 idle_since = time.monotonic()
 
     def _swap_engine_locked(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        old = self.engine
-        self.engine = pending.engine
-        self.events.engine_swapped(pending)
-        if old is not None:
-            old.close()
+        result = self._slot.swap()
+        if result is not None:
+            self.events.engine_swapped(result)
 
     def _process(self, job: SynthesisJob, engine: TtsEngine, stop: threading.Event) -> None:
         sid = job.stream_id
@@ -340,6 +324,10 @@ class SynthesisQueue:
         if state.first_audio_ns == 0:
             state.first_audio_ns = now
             self.events.first_audio(job, state)
+
+
+def _close_result(result: LoadResult) -> None:
+    result.engine.close()
 
 
 def _remember(table: collections.OrderedDict, key: str, value: Any) -> None:

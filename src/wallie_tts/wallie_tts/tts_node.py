@@ -16,6 +16,7 @@ Thin glue around the engines (``engine.py``) and the work queue (``synthesis_que
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -27,7 +28,6 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from wallie_common import params as P
 from wallie_common import timeutil
 from wallie_common.conversions import audio_to_frame
 from wallie_common.node_base import NodeReports, StageNode
@@ -36,14 +36,7 @@ from wallie_common.runtime import main_for
 from wallie_interfaces.action import Speak
 from wallie_interfaces.msg import AudioFrame, Interrupt, PlaybackEvent, ReplyChunk, StageStamp
 from wallie_tts import clauses
-from wallie_tts.config import (
-    ENGINES,
-    EngineSettings,
-    EspeakSettings,
-    PiperSettings,
-    StreamSettings,
-    XttsSettings,
-)
+from wallie_tts.config import PARAMS, EngineSettings, engine_from_params, stream_from_params
 from wallie_tts.engine import EngineError, LoadResult, check_model, load_engine
 from wallie_tts.stream import ChunkSynthesizer
 from wallie_tts.synthesis_queue import (
@@ -56,57 +49,6 @@ from wallie_tts.synthesis_queue import (
 SPEAK_PREFIX = 'speak-'
 MODEL_KEYS = frozenset({'tts.engine', 'tts.piper.voice', 'tts.piper.model_path',
                         'tts.xtts.model_path'})
-
-PARAMS = (
-    P.Param('tts.engine', 'piper', 'Speech engine: piper (CPU), xtts (GPU, voice cloning) or '
-            'espeak (espeak-ng).', choices=ENGINES, reload=True),
-    P.Param('tts.fallback_to_espeak', True, 'At configure, use espeak-ng when the configured '
-            'engine fails to load (reported as WARN on /diagnostics).'),
-    P.Param('tts.piper.voice', 'piper-en_US-joe-medium', 'Model-store id of the Piper voice.',
-            reload=True),
-    P.Param('tts.piper.model_path', '', 'Explicit Piper .onnx file or voice directory '
-            '(empty: the model store).', reload=True),
-    P.Param('tts.piper.threads', 1, 'onnxruntime intra-op threads for Piper (0: one per '
-            'core). On 2 cores a second thread made the first audio only ~20 ms sooner in '
-            'the live graph and takes the core the voice gate and ASR need.', min=0, max=64,
-            reload=True),
-    P.Param('tts.piper.speaker_id', 0, 'Speaker of a multi-speaker Piper voice.', min=0,
-            max=10000, reload=True),
-    P.Param('tts.espeak.voice', 'en-us', 'espeak-ng voice name.', reload=True),
-    P.Param('tts.espeak.words_per_minute', 175, 'espeak-ng speed at speaking_rate 1.0.',
-            min=80, max=450, reload=True),
-    P.Param('tts.xtts.model_path', '', 'XTTS v2 checkpoint directory (empty: model store id '
-            'xtts-v2).', reload=True),
-    P.Param('tts.xtts.speaker', 'Ana Florence', 'XTTS studio speaker used when '
-            'tts.speaker_wav is empty.', reload=True),
-    P.Param('tts.xtts.language', 'en', 'XTTS language code.', reload=True),
-    P.Param('tts.xtts.device', 'cuda', 'Torch device for XTTS (cuda, cuda:1, cpu).',
-            reload=True),
-    P.Param('tts.speaker_wav', '', 'XTTS voice cloning: 10-30 s of mono speech (WAV/FLAC, '
-            '>= 16 kHz). A bad file is rejected with a reason and the current voice is kept.',
-            reload=True),
-    P.Param('tts.output_rate_hz', 22050, 'Sample rate of audio/out frames (engine audio is '
-            'resampled with soxr); applies from the next reply.', min=8000, max=48000),
-    P.Param('tts.frame_ms', 40, 'Duration of one audio/out frame; applies from the next '
-            'reply.', min=10, max=200),
-    P.Param('tts.volume', 1.0, 'Output gain (linear).', min=0.0, max=2.0),
-    P.Param('tts.speaking_rate', 1.0, 'Speaking rate (> 1 faster).', min=0.5, max=2.0),
-    P.Param('tts.sentence_pause_ms', 220.0, 'Pause after a sentence.', min=0.0, max=2000.0),
-    P.Param('tts.clause_pause_ms', 100.0, 'Pause after a comma, semicolon or colon.',
-            min=0.0, max=2000.0),
-    P.Param('tts.split_first_clause', True, 'Synthesize the first clause of a reply on its '
-            'own so audio starts sooner.'),
-    P.Param('tts.first_piece_max_words', 5, 'Cut a long first clause after this many words '
-            '(0: never cut).', min=0, max=100),
-    P.Param('tts.max_text_chars', 2000, 'Longest chunk / speak text accepted (longer reply '
-            'chunks are truncated, longer speak goals rejected).', min=1, max=100000),
-    P.Param('tts.queue_max_chunks', 64, 'Reply chunks that may wait for synthesis; more are '
-            'dropped with a warning.', min=1, max=10000),
-    P.Param('tts.speak.wait_for_playback', True, 'The speak action finishes when the player '
-            'reports FINISHED (else as soon as the audio is synthesized).'),
-    P.Param('tts.speak.playback_timeout_s', 10.0, 'Extra time, beyond the audio length, to '
-            'wait for the player before the speak action fails.', min=0.0, max=600.0),
-)
 
 
 @dataclass
@@ -183,7 +125,6 @@ class _NodeEvents(NodeReports, SynthesisEvents):
         self.node.diag.warn(f'synthesis failed: {exc}')
 
 
-
 class TtsNode(StageNode):
     """Streaming TTS lifecycle node (see the module docstring)."""
 
@@ -191,7 +132,7 @@ class TtsNode(StageNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('tts', **kwargs)
-        self._queue = SynthesisQueue(self.stream_settings, _NodeEvents(self))
+        self._queue = SynthesisQueue(lambda: stream_from_params(self.params), _NodeEvents(self))
         self._speak: dict[str, SpeakWaiter] = {}
         self._active = False
         self._audio_pub: Any = None
@@ -200,50 +141,22 @@ class TtsNode(StageNode):
         self._action: Optional[ActionServer] = None
         self._cb_group = MutuallyExclusiveCallbackGroup()
 
-    # -- configuration -------------------------------------------------------------------
-    def engine_settings(self, p: dict[str, Any] | None = None) -> EngineSettings:
-        """The engine settings from parameter values (default: the current ones)."""
-        p = self.params if p is None else p
-        return EngineSettings(
-            engine=p['tts.engine'],
-            fallback_to_espeak=p['tts.fallback_to_espeak'],
-            piper=PiperSettings(voice=p['tts.piper.voice'], model_path=p['tts.piper.model_path'],
-                                threads=p['tts.piper.threads'],
-                                speaker_id=p['tts.piper.speaker_id']),
-            espeak=EspeakSettings(voice=p['tts.espeak.voice'],
-                                  words_per_minute=p['tts.espeak.words_per_minute']),
-            xtts=XttsSettings(model_path=p['tts.xtts.model_path'],
-                              speaker_wav=p['tts.speaker_wav'], speaker=p['tts.xtts.speaker'],
-                              language=p['tts.xtts.language'], device=p['tts.xtts.device']),
-        )
-
-    def stream_settings(self) -> StreamSettings:
-        """The streaming settings from the current parameter values."""
-        p = self.params
-        return StreamSettings(
-            output_rate_hz=p['tts.output_rate_hz'], frame_ms=p['tts.frame_ms'],
-            volume=p['tts.volume'], speaking_rate=p['tts.speaking_rate'],
-            sentence_pause_ms=p['tts.sentence_pause_ms'],
-            clause_pause_ms=p['tts.clause_pause_ms'],
-            split_first_clause=p['tts.split_first_clause'],
-            first_piece_max_words=p['tts.first_piece_max_words'],
-            max_text_chars=p['tts.max_text_chars'])
-
     # -- lifecycle ------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
         log = self.get_logger()
         try:
-            result = load_engine(self.engine_settings())
+            result = load_engine(engine_from_params(self.params))
         except EngineError as exc:
             log.error(f'configure failed: no TTS engine could be loaded: {exc}')
             self.diag.error(f'no TTS engine: {exc}')
             return TransitionCallbackReturn.FAILURE
         try:  # the first reply must not pay for first-use costs of the stream path (soxr)
-            ChunkSynthesizer(result.engine, self.stream_settings()).synthesize_all('Hello.')
+            warm = ChunkSynthesizer(result.engine, stream_from_params(self.params))
+            warm.synthesize_all('Hello.')
         except Exception as exc:  # noqa: BLE001 - reported when the first reply fails
             log.warning(f'warm-up of the stream path failed: {exc!r}')
         self._show_engine(result)
-        self._queue.start(result.engine)
+        self._queue.start(result)
         self._audio_pub = self.create_lifecycle_publisher(
             AudioFrame, 'audio/out', REPLY_AUDIO_QOS)
         self._interrupt_pub = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
@@ -317,42 +230,45 @@ class TtsNode(StageNode):
             except EngineError as exc:
                 return str(exc)
         if MODEL_KEYS & new.keys():
-            return check_model(self.engine_settings({**self.params, **new}))
+            return check_model(engine_from_params({**self.params, **new}))
         return None
 
     def on_params_changed(self, changed: dict[str, Any]) -> None:
         engine = self._queue.engine
         if engine is None or not self.needs_reload(changed):
             return  # live values are read per reply; engine params apply at configure
+        self.diag.value('reload', 'in progress')
         if set(changed) == {'tts.speaker_wav'} and engine.name == 'xtts' \
                 and changed['tts.speaker_wav']:
             target = self._set_speaker_wav
             args: tuple[Any, ...] = (changed['tts.speaker_wav'], dict(self.previous_params))
         elif set(changed) == {'tts.speaker_wav'} and self.params['tts.engine'] != 'xtts':
             target, args = self._check_speaker_wav, (changed['tts.speaker_wav'],)
-        else:
-            gen = self._queue.next_generation()
-            target, args = self._reload, (self.engine_settings(), gen,
-                                          dict(self.previous_params), dict(changed))
-        self.diag.value('reload', 'in progress')
+        else:   # a new engine: loaded in the background, swapped in between replies
+            settings = engine_from_params(self.params)
+            self._queue.reload(functools.partial(self._reload_engine, settings),
+                               on_loaded=self._on_reloaded,
+                               on_failed=functools.partial(self._on_reload_failed,
+                                                           dict(self.previous_params),
+                                                           dict(changed)))
+            return
         threading.Thread(target=target, args=args, name='tts-reload', daemon=True).start()
 
-    def _reload(self, settings: EngineSettings, gen: int, previous: dict[str, Any],
-                changed: dict[str, Any]) -> None:
-        log = self.get_logger()
-        log.info(f'reloading TTS engine {settings.engine} in the background')
-        try:
-            result = load_engine(settings, allow_fallback=False)
-        except EngineError as exc:
-            engine = self._queue.engine
-            keep = engine.describe() if engine else 'none'
-            self.diag.value('reload', 'failed')
-            if self._queue.is_latest(gen):
-                self.revert_params(previous, changed, f'TTS reload failed, keeping {keep}: {exc}')
-            return
-        self._queue.offer(result, gen)
-        log.info(f'new engine ready ({result.engine.describe()}, {result.load_s:.2f} s); '
-                 'switching at the next reply')
+    def _reload_engine(self, settings: EngineSettings) -> LoadResult:
+        """Load the changed engine (on the queue's loader thread)."""
+        self.get_logger().info(f'reloading TTS engine {settings.engine} in the background')
+        return load_engine(settings, allow_fallback=False)
+
+    def _on_reloaded(self, result: LoadResult) -> None:
+        self.get_logger().info(f'new engine ready ({result.engine.describe()}, '
+                               f'{result.load_s:.2f} s); switching at the next reply')
+
+    def _on_reload_failed(self, previous: dict[str, Any], changed: dict[str, Any],
+                          exc: Exception) -> None:
+        engine = self._queue.engine
+        keep = engine.describe() if engine else 'none'
+        self.diag.value('reload', 'failed')
+        self.revert_params(previous, changed, f'TTS reload failed, keeping {keep}: {exc}')
 
     def _set_speaker_wav(self, path: str, previous: dict[str, Any]) -> None:
         engine = self._queue.engine
@@ -526,7 +442,6 @@ class TtsNode(StageNode):
         result.error_code = Speak.Result.SUCCESS
         goal_handle.succeed()
         return result
-
 
 
 main = main_for(TtsNode)
