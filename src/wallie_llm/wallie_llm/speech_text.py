@@ -14,6 +14,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from wallie_common.spoken_numbers import ONES, number_to_words, ordinal_to_words, year_to_words
+
 # -------------------------------------------------------------------------- input
 
 # Chat-template control markers of the model families we load (ChatML/Qwen, Llama 3, Llama 2,
@@ -92,75 +94,10 @@ def same_utterance(a: str, b: str) -> bool:
 
 # -------------------------------------------------------------------------- output
 
-_ONES = ('zero one two three four five six seven eight nine ten eleven twelve thirteen '
-         'fourteen fifteen sixteen seventeen eighteen nineteen').split()
-_TENS = 'zero ten twenty thirty forty fifty sixty seventy eighty ninety'.split()
-_SCALES = ((10 ** 12, 'trillion'), (10 ** 9, 'billion'), (10 ** 6, 'million'),
-           (1000, 'thousand'))
-_ORDINAL_IRREGULAR = {'one': 'first', 'two': 'second', 'three': 'third', 'five': 'fifth',
-                      'eight': 'eighth', 'nine': 'ninth', 'twelve': 'twelfth'}
-
-
-def _below_thousand(n: int) -> str:
-    parts = []
-    if n >= 100:
-        parts.append(_ONES[n // 100] + ' hundred')
-        n %= 100
-    if n >= 20:
-        parts.append(_TENS[n // 10] + ('-' + _ONES[n % 10] if n % 10 else ''))
-    elif n or not parts:
-        parts.append(_ONES[n])
-    return ' '.join(parts)
-
-
-def number_to_words(n: int) -> str:
-    """Cardinal number in English words: 1234 -> 'one thousand two hundred thirty-four'."""
-    if n < 0:
-        return 'minus ' + number_to_words(-n)
-    if n >= 10 ** 15:
-        return ' '.join(_ONES[int(d)] for d in str(n))
-    parts = []
-    for value, name in _SCALES:
-        if n >= value:
-            parts.append(_below_thousand(n // value) + ' ' + name)
-            n %= value
-    if n or not parts:
-        parts.append(_below_thousand(n))
-    return ' '.join(parts)
-
-
-def year_to_words(n: int) -> str:
-    """1999 -> 'nineteen ninety-nine', 2005 -> 'two thousand five', 1900 -> 'nineteen hundred'."""
-    if 2000 <= n <= 2009 or n % 1000 == 0:
-        return number_to_words(n)
-    hi, lo = divmod(n, 100)
-    if lo == 0:
-        return number_to_words(hi) + ' hundred'
-    return number_to_words(hi) + (' oh ' + _ONES[lo] if lo < 10 else ' ' + number_to_words(lo))
-
-
-def ordinal_to_words(n: int) -> str:
-    """3 -> 'third', 21 -> 'twenty-first', 100 -> 'one hundredth'."""
-    words = number_to_words(n)
-    head, _, last = words.rpartition(' ')
-    sep = ' ' if head else ''
-    if '-' in last:
-        h2, _, l2 = last.rpartition('-')
-        head, sep, last = (head + sep + h2), '-', l2
-        sep = '-'
-    if last in _ORDINAL_IRREGULAR:
-        last = _ORDINAL_IRREGULAR[last]
-    elif last.endswith('y'):
-        last = last[:-1] + 'ieth'
-    else:
-        last += 'th'
-    return head + sep + last
-
-
 def _decimal_to_words(text: str) -> str:
     whole, _, frac = text.partition('.')
     head = number_to_words(int(whole)) if whole else 'zero'
-    return head + ' point ' + ' '.join(_ONES[int(d)] for d in frac)
+    return head + ' point ' + ' '.join(ONES[int(d)] for d in frac)
 
 
 _CURRENCY = {'$': ('dollar', 'dollars'), '€': ('euro', 'euros'), '£': ('pound', 'pounds'),
@@ -228,7 +165,7 @@ def shape_for_speech(text: str) -> str:
         if ',' not in raw and len(raw) == 4 and 1100 <= n <= 2099:
             return year_to_words(n)
         if len(raw) > 1 and raw.startswith('0'):
-            return ' '.join(_ONES[int(d)] for d in raw)             # "007", zip codes
+            return ' '.join(ONES[int(d)] for d in raw)             # "007", zip codes
         return number_to_words(n)
     t = re.sub(rf'(?<![\w.]){_NUM}(?![\w]|\.\d)', integer, t)
     for sym, words in _SYMBOLS:

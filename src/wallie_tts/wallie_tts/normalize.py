@@ -11,73 +11,16 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_ONES = ('zero one two three four five six seven eight nine ten eleven twelve thirteen '
-         'fourteen fifteen sixteen seventeen eighteen nineteen').split()
-_TENS = 'zero ten twenty thirty forty fifty sixty seventy eighty ninety'.split()
-_SCALES = ((10**12, 'trillion'), (10**9, 'billion'), (10**6, 'million'), (1000, 'thousand'))
-_ORDINAL_WORDS = {
-    'one': 'first', 'two': 'second', 'three': 'third', 'five': 'fifth', 'eight': 'eighth',
-    'nine': 'ninth', 'twelve': 'twelfth',
-}
-MAX_NUMBER = 10**15 - 1  # beyond this, digits are read one by one
-
-
-def number_to_words(n: int) -> str:
-    """Spell a whole number in English ("1203" -> "one thousand two hundred three")."""
-    if n < 0:
-        return 'minus ' + number_to_words(-n)
-    if n > MAX_NUMBER:
-        return digits_to_words(str(n))
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + ('' if ones == 0 else '-' + _ONES[ones])
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return _ONES[hundreds] + ' hundred' + ('' if rest == 0 else ' ' + number_to_words(rest))
-    for value, name in _SCALES:
-        if n >= value:
-            high, rest = divmod(n, value)
-            words = number_to_words(high) + ' ' + name
-            return words if rest == 0 else words + ' ' + number_to_words(rest)
-    raise AssertionError('unreachable')  # pragma: no cover
-
-
-def ordinal_to_words(n: int) -> str:
-    """Spell an ordinal ("21" -> "twenty-first")."""
-    words = number_to_words(n)
-    m = re.match(r'(.*?)([a-z]+)$', words)
-    assert m is not None
-    head, last = m.group(1), m.group(2)
-    if last in _ORDINAL_WORDS:
-        last = _ORDINAL_WORDS[last]
-    elif last.endswith('y'):
-        last = last[:-1] + 'ieth'
-    else:
-        last += 'th'
-    return head + last
+from wallie_common.spoken_numbers import (
+    digits_to_words,
+    number_to_words,
+    ordinal_to_words,
+    year_to_words,
+)
 
 
 def _plural(words: str) -> str:
     return words[:-1] + 'ies' if words.endswith('y') else words + 's'
-
-
-def digits_to_words(digits: str) -> str:
-    """Read a digit string one digit at a time ("0042" -> "zero zero four two")."""
-    return ' '.join(_ONES[int(d)] for d in digits if d.isdigit())
-
-
-def year_to_words(n: int) -> str:
-    """Read a year the way people say it ("1984" -> "nineteen eighty-four")."""
-    high, low = divmod(n, 100)
-    if n % 1000 < 10 and n >= 2000:  # 2000..2009 -> "two thousand (and) five"
-        return number_to_words(n)
-    if low == 0:
-        return number_to_words(high) + ' hundred'
-    if low < 10:
-        return number_to_words(high) + ' oh ' + _ONES[low]
-    return number_to_words(high) + ' ' + number_to_words(low)
 
 
 def decimal_to_words(text: str) -> str:
