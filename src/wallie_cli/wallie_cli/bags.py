@@ -110,7 +110,8 @@ class RosSession:
     the process, and installs no signal handlers (see wallie_common.runtime for why).
     """
 
-    def __init__(self, name: str, spin: bool = False, args: list[str] | None = None) -> None:
+    def __init__(self, name: str, spin: bool = False, args: list[str] | None = None,
+                 namespace: str = '') -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
@@ -119,13 +120,20 @@ class RosSession:
         # args=[] rather than None: never parse the CLI's own argv as ROS arguments
         rclpy.init(args=list(args or []), context=self.context,
                    signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node(name, context=self.context)
+        self.node = rclpy.create_node(name, namespace=namespace.strip('/') or None,
+                                      context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if spin:
-            self._thread = threading.Thread(target=self._spin, name=f'{name}-spin', daemon=True)
+            self.start_spinning()
+
+    def start_spinning(self) -> None:
+        """Spin the node on a background thread until close() (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._spin, name=f'{self.node.get_name()}-spin',
+                                            daemon=True)
             self._thread.start()
 
     def _spin(self) -> None:

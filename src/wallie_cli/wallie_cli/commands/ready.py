@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 
 def register(subparsers) -> None:
@@ -19,17 +18,10 @@ def register(subparsers) -> None:
 
 def wait_ready(timeout: float, namespace: str = '') -> tuple[bool, str]:
     """Block until assistant/state has ready=true; return (ready, last detail)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
-
+    from wallie_cli.bags import RosSession
     from wallie_common.qos import STATE_QOS
     from wallie_interfaces.msg import AssistantState
 
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node('wallie_ready_probe', namespace=namespace.strip('/') or None,
-                             context=ctx)
     seen = threading.Event()
     last = {'detail': 'no assistant/state received (is the manager running?)'}
 
@@ -37,17 +29,10 @@ def wait_ready(timeout: float, namespace: str = '') -> tuple[bool, str]:
         last['detail'] = msg.detail or ('ready' if msg.ready else 'not ready')
         if msg.ready:
             seen.set()
-    node.create_subscription(AssistantState, 'assistant/state', on_state, STATE_QOS)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    deadline = time.monotonic() + timeout
-    try:
-        while not seen.is_set() and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        executor.shutdown(timeout_sec=1.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+    with RosSession('wallie_ready_probe', namespace=namespace) as session:
+        session.node.create_subscription(AssistantState, 'assistant/state', on_state, STATE_QOS)
+        session.start_spinning()
+        seen.wait(timeout)
     return seen.is_set(), last['detail']
 
 
