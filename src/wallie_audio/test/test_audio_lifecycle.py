@@ -81,3 +81,37 @@ def test_configure_cleanup_loop_does_not_duplicate_entities(ctx, tmp_path, make,
         assert entities(node) == bare, 'shutdown left entities behind'
     finally:
         node.destroy_node()
+
+
+def test_player_sink_change_swaps_in_the_background_and_a_bad_one_keeps_the_old(
+        ctx, tmp_path):
+    import time
+
+    from rclpy.parameter import Parameter
+    node = _player(ctx, tmp_path)
+    try:
+        assert node.trigger_configure() == OK
+        old = node.playout
+        assert old is not None and type(old.sink).__name__ == 'NullSink'
+
+        def wait(pred):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not pred():
+                time.sleep(0.02)
+            return pred()
+        out = tmp_path / 'reply.wav'
+        res = node.set_parameters([Parameter('file_path', value=str(out)),
+                                   Parameter('sink', value='file')])
+        assert all(r.successful for r in res)
+        assert wait(lambda: node.playout is not old)
+        assert type(node.playout.sink).__name__ == 'WavSink'
+        assert not old._thread.is_alive()                             # the old one closed
+        now = node.playout
+        node.set_parameters([Parameter('sink', value='device'),
+                             Parameter('device.name', value='no such device 42')])
+        assert wait(lambda: 'sink change failed' in node.diag.message)
+        assert node.playout is now                                    # the old one stays
+        assert node.trigger_shutdown() == OK
+        assert node.playout is None
+    finally:
+        node.destroy_node()

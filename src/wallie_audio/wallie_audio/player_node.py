@@ -3,7 +3,6 @@ reference and PlaybackEvents, flushes on interrupt."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from rclpy.lifecycle import LifecyclePublisher, TransitionCallbackReturn
@@ -14,6 +13,7 @@ from wallie_audio.playout import Playout, Report
 from wallie_audio.sinks import make_sink
 from wallie_common import timeutil
 from wallie_common.conversions import BadAudio, audio_to_frame, frame_to_audio
+from wallie_common.engine_slot import EngineSlot
 from wallie_common.node_base import StageNode
 from wallie_common.qos import AUDIO_QOS, EVENT_QOS, REPLY_AUDIO_QOS
 from wallie_common.runtime import Intake, main_for
@@ -31,12 +31,12 @@ class PlayerNode(StageNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('player', **kwargs)
-        self.playout: Playout | None = None
+        # the sink's playout, swapped in the background when a sink parameter changes
+        self._slot: EngineSlot[Playout] = EngineSlot('sink')
         self._intake: Intake | None = None
         self.pub_ref: LifecyclePublisher | None = None
         self.pub_evt: Publisher | None = None
         self._ref_seq = 0
-        self._lock = threading.Lock()
 
     def _make_playout(self) -> Playout:
         p = self.params
@@ -52,7 +52,7 @@ class PlayerNode(StageNode):
         # llm trims its history to what was heard).
         self.pub_evt = self.create_publisher(PlaybackEvent, 'playback/events', EVENT_QOS)
         try:
-            self.playout = self._make_playout()
+            self._slot.set(self._make_playout())
         except Exception as exc:
             self.get_logger().error(f'cannot open sink {self.params["sink"]}: {exc}')
             self.diag.error(f'cannot open sink: {exc}')
@@ -80,29 +80,29 @@ class PlayerNode(StageNode):
         if self._intake is not None:
             self._intake.close()          # no more audio or interrupts
             self._intake = None
-        if self.playout is not None:
-            self.playout.close()          # joins the playout thread: no more reports
-            self.playout = None
+        self._slot.close(wait_s=5.0)     # joins the playout thread: no more reports
         super().teardown()
         self.pub_ref = self.pub_evt = None
 
-    def on_params_changed(self, changed: dict[str, Any]) -> None:
-        if self.needs_reload(changed) and self.playout is not None:
-            threading.Thread(target=self._reload, daemon=True).start()
-        elif self.playout is not None and 'stream_timeout_s' in changed:
-            self.playout.stream_timeout_s = changed['stream_timeout_s']
+    @property
+    def playout(self) -> Playout | None:
+        """The playout in use (None while unconfigured)."""
+        return self._slot.current
 
-    def _reload(self) -> None:
-        try:
-            new = self._make_playout()
-        except Exception as exc:
-            self.get_logger().error(f'sink change failed, keeping the old one: {exc}')
-            self.diag.warn(f'sink change failed: {exc}')
-            return
-        old, self.playout = self.playout, new
-        if old is not None:
-            old.close()
+    def on_params_changed(self, changed: dict[str, Any]) -> None:
+        playout = self.playout
+        if self.needs_reload(changed) and playout is not None:
+            self._slot.reload(self._make_playout, on_loaded=self._sink_switched,
+                              on_failed=self._sink_failed)
+        elif playout is not None and 'stream_timeout_s' in changed:
+            playout.stream_timeout_s = changed['stream_timeout_s']
+
+    def _sink_switched(self, _playout: Playout) -> None:
         self.get_logger().info(f'player: switched to sink={self.params["sink"]}')
+
+    def _sink_failed(self, exc: Exception) -> None:
+        self.get_logger().error(f'sink change failed, keeping the old one: {exc}')
+        self.diag.warn(f'sink change failed: {exc}')
 
     # -- callbacks -------------------------------------------------------------------
     def _on_audio(self, msg: AudioFrame) -> None:
