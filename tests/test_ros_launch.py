@@ -212,6 +212,20 @@ def _kill(pid: int) -> None:
         pass
 
 
+def _settled_speech_s(path: Path, quiet_s: float = 1.5, timeout: float = 30.0) -> float:
+    """`_speech_s` once it has not grown for `quiet_s` (the reply being written is over)."""
+    value, since = _speech_s(path), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = _speech_s(path)
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return value
+
+
 def _speech_s(path: Path) -> float:
     """Seconds of non-silent audio in a 16-bit WAV file that may still be being written
     (its header sizes not yet final): 20 ms blocks above -40 dBFS."""
@@ -334,6 +348,9 @@ def _ask_again(tools, graph, label: str) -> None:
 @pytest.mark.parametrize('stage', STAGES)
 def test_kill_9_of_a_stage_comes_back_active_and_answering(tools, graph, stage):
     tools.wait(tools.all_active, 300, 'all active before the kill', graph)
+    # the answer so far, once the last one has played out: a respawned capture replays the
+    # file at once, and its answer may be written before `ros2 lifecycle get` reports it
+    before = _settled_speech_s(graph.answer)
     old = graph.pid_of(stage)
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
@@ -344,7 +361,6 @@ def test_kill_9_of_a_stage_comes_back_active_and_answering(tools, graph, stage):
     if stage != 'capture':   # a respawned capture replays the file by itself
         _ask_again(tools, graph, f'kill-{stage}')
     else:
-        before = _speech_s(graph.answer)
         tools.wait(lambda: _speech_s(graph.answer) > before + 0.3, TURN_S,
                    'an answer after the capture restart', graph)
 

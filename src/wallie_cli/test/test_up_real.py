@@ -9,6 +9,7 @@ it must come back to active and the next question must be answered again.
 import os
 import signal
 import time
+from copy import deepcopy
 
 import pytest
 from rclpy.serialization import deserialize_message
@@ -41,6 +42,12 @@ def _frames(bag):
     return [deserialize_message(raw, AudioFrame) for _, raw in read_bag_frames(str(bag))]
 
 
+def _silence_like(frame):
+    silent = deepcopy(frame)
+    silent.data = bytes(len(frame.data))            # zeros in any integer encoding
+    return silent
+
+
 @pytest.fixture(scope='module')
 def question_frames():
     return _frames(QUESTION), _frames(FOLLOW_UP)
@@ -65,8 +72,14 @@ class Conversation:
         n_play = len(self.playback)
         n_reply = len(self.replies)
         period = 0.032
+        # A microphone streams all the time; this one only while it speaks. Lead with 1.5 s
+        # of silence, as a microphone would have sent, so that a capture respawned a moment
+        # ago (its subscription still being matched) misses silence, not the question.
+        self.probe.wait_for(lambda: self.mic.get_subscription_count() > 0, 10,
+                            'capture subscribed to audio/raw')
+        lead = [_silence_like(frames[0]) for _ in range(int(1.5 / period))]
         t_next = time.monotonic()
-        for frame in frames:
+        for frame in lead + list(frames):
             frame.header.stamp = timeutil.to_msg(timeutil.now_ns())
             self.mic.publish(frame)
             t_next += period
