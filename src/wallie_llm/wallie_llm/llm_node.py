@@ -111,7 +111,6 @@ class LlmNode(StageNode):
         self._engine_factory = engine_factory or create_engine
         self._slot: EngineSlot[LlmEngine] = EngineSlot('llm', install=self._swap_in)
         self._active = False
-        self._entities: list[Any] = []
         self._reply_pub: Any = None
         self._action: Optional[ActionServer] = None
         self._turns_done = 0
@@ -146,19 +145,18 @@ class LlmNode(StageNode):
             self._install_engine(engine)
         self._reply_pub = self.create_lifecycle_publisher(ReplyChunk, 'reply', EVENT_QOS)
         g = self._topic_group
-        self._entities = [
-            self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS,
-                                     callback_group=g),
-            self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
-                                     EVENT_QOS, callback_group=g),
-            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
-                                     callback_group=g),
-            self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback,
-                                     EVENT_QOS, callback_group=g),
-            self.create_service(ResetConversation, 'reset_conversation', self._on_reset,
-                                callback_group=g),
-            self.create_timer(1.0, self._on_tick, callback_group=g),
-        ]
+        # StageNode records these and destroys them in teardown()
+        self.create_subscription(Transcript, 'transcript', self._on_transcript, EVENT_QOS,
+                                 callback_group=g)
+        self.create_subscription(VoiceActivity, 'voice/activity', self._on_activity,
+                                 EVENT_QOS, callback_group=g)
+        self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
+                                 callback_group=g)
+        self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback,
+                                 EVENT_QOS, callback_group=g)
+        self.create_service(ResetConversation, 'reset_conversation', self._on_reset,
+                            callback_group=g)
+        self.create_timer(1.0, self._on_tick, callback_group=g)
         self._action = ActionServer(self, Ask, 'ask', self._execute_ask,
                                     goal_callback=self._on_goal,
                                     cancel_callback=lambda _goal: CancelResponse.ACCEPT,
@@ -200,7 +198,6 @@ class LlmNode(StageNode):
         self._sched.stop()
         super().teardown()
         self._action = None
-        self._entities = []
         self._reply_pub = None
         self._slot.close()
         with self._sched.engine_lock:

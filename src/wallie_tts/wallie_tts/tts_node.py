@@ -137,7 +137,6 @@ class TtsNode(StageNode):
         self._active = False
         self._audio_pub: Any = None
         self._interrupt_pub: Any = None
-        self._subs: list[Any] = []
         self._action: Optional[ActionServer] = None
         self._cb_group = MutuallyExclusiveCallbackGroup()
 
@@ -160,14 +159,13 @@ class TtsNode(StageNode):
         self._audio_pub = self.create_lifecycle_publisher(
             AudioFrame, 'audio/out', REPLY_AUDIO_QOS)
         self._interrupt_pub = self.create_publisher(Interrupt, 'interrupt', EVENT_QOS)
-        self._subs = [
-            self.create_subscription(ReplyChunk, 'reply', self._on_reply, EVENT_QOS,
-                                     callback_group=self._cb_group),
-            self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
-                                     callback_group=self._cb_group),
-            self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback,
-                                     EVENT_QOS, callback_group=self._cb_group),
-        ]
+        # StageNode records these and destroys them in teardown()
+        self.create_subscription(ReplyChunk, 'reply', self._on_reply, EVENT_QOS,
+                                 callback_group=self._cb_group)
+        self.create_subscription(Interrupt, 'interrupt', self._on_interrupt, EVENT_QOS,
+                                 callback_group=self._cb_group)
+        self.create_subscription(PlaybackEvent, 'playback/events', self._on_playback,
+                                 EVENT_QOS, callback_group=self._cb_group)
         self._action = ActionServer(
             self, Speak, 'speak', execute_callback=self._speak_execute,
             goal_callback=self._speak_goal, cancel_callback=lambda _g: CancelResponse.ACCEPT,
@@ -201,7 +199,6 @@ class TtsNode(StageNode):
         self._cancel_all('shutting down')
         self._queue.stop()     # a reload still running is discarded; the engines are closed
         super().teardown()
-        self._subs = []
         self._action = None
         self._audio_pub = None
         self._interrupt_pub = None
